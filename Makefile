@@ -1,0 +1,98 @@
+# Tidings: `make run` for development, `make test` for every check, `make release` for the binary.
+# Every tool is installed here, from the crates, Debian and npm registries only; a second run skips
+# what is already installed.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO_LEPTOS_VERSION := 0.3.11
+# The wasm-bindgen CLI must equal the wasm-bindgen crate in Cargo.lock, so read it from there.
+WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/[^0-9.]/, "", $$0); print; exit }' Cargo.lock)
+
+CARGO_BIN := $(HOME)/.cargo/bin
+export PATH := $(CURDIR)/tools/node_modules/.bin:$(CURDIR)/end2end/node_modules/.bin:$(CARGO_BIN):$(PATH)
+# Never let a tool fetch a browser or a binary from outside the registries.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+# Tools run on this machine only: no LTO and light optimisation halve their install time.
+TOOL_BUILD := CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=1
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := chromium
+
+.PHONY: help setup setup-rust setup-cargo-leptos setup-wasm-bindgen setup-npm setup-apt \
+        run test check lint unit release e2e clean
+
+help:
+	@echo "make run      install what is missing, then serve the console at http://127.0.0.1:8080 (cargo leptos watch)"
+	@echo "make test     install what is missing, then run every check"
+	@echo "make release  build target/release/tidings and the release site"
+
+## ---------------------------------------------------------------- set-up (idempotent)
+
+setup: setup-rust setup-cargo-leptos setup-wasm-bindgen setup-npm setup-apt
+
+setup-rust:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+
+# cargo-leptos 0.3.11 needs rustc >= 1.96, newer than stable 1.95: nightly builds it.
+# `no_downloads` turns any attempt to fetch a tool into an error instead of a hang.
+setup-cargo-leptos:
+	@if cargo leptos --version 2>/dev/null | grep -qx "cargo-leptos $(CARGO_LEPTOS_VERSION)"; then exit 0; fi; \
+	 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal; \
+	 echo "installing cargo-leptos $(CARGO_LEPTOS_VERSION) (about 8 minutes)"; \
+	 $(TOOL_BUILD) cargo +nightly install cargo-leptos --version $(CARGO_LEPTOS_VERSION) --locked --features no_downloads
+
+# Without --locked: the CLI's own lock file wants a webpki-roots version the registry lacks.
+setup-wasm-bindgen:
+	@if wasm-bindgen --version 2>/dev/null | grep -qx "wasm-bindgen $(WASM_BINDGEN_VERSION)"; then exit 0; fi; \
+	 echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION) (about 4 minutes)"; \
+	 $(TOOL_BUILD) cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --force
+
+# wasm-opt comes from npm (binaryen 132): Debian's binaryen makes a wasm that breaks hydration.
+setup-npm: tools/node_modules/.installed end2end/node_modules/.installed
+
+tools/node_modules/.installed: tools/package.json tools/package-lock.json
+	cd tools && npm ci --no-audit --no-fund
+	touch $@
+
+end2end/node_modules/.installed: end2end/package.json end2end/package-lock.json
+	cd end2end && npm ci --no-audit --no-fund
+	touch $@
+
+setup-apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	 if [ -n "$$missing" ]; then \
+	   echo "installing Debian packages:$$missing"; \
+	   $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	 fi
+
+## ---------------------------------------------------------------- development
+
+run: setup
+	cargo leptos watch
+
+release: setup
+	cargo leptos build --release
+
+## ---------------------------------------------------------------- checks
+
+test: setup lint unit release e2e
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --locked -p server -p app --all-targets -- -D warnings
+	cargo clippy --locked -p frontend --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy --locked -p app --features csr --target wasm32-unknown-unknown -- -D warnings
+
+unit:
+	cargo test --locked -p app -p server
+
+e2e:
+	cd end2end && npx playwright test
+
+clean:
+	cargo clean
+	rm -rf tools/node_modules end2end/node_modules end2end/test-results

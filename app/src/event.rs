@@ -1,0 +1,316 @@
+//! The hub's vocabulary, shared by the server and the console: event ids, user and event names,
+//! and the JSON bodies of the HTTP API. Every name is validated here, once, so the SSE encoder
+//! never sees a value that could break a line.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+use std::str::FromStr;
+
+/// An event id, `<unix-millis>-<sequence>`: strictly increasing across the hub, so replay can
+/// compare ids instead of trusting clocks.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct EventId {
+    pub millis: u64,
+    pub seq: u64,
+}
+
+impl EventId {
+    /// The id that follows `self` when the clock reads `now_millis`: a new millisecond starts a
+    /// new sequence, a clock that stalls or steps back keeps counting in the last millisecond.
+    pub fn next(self, now_millis: u64) -> EventId {
+        if now_millis > self.millis {
+            EventId { millis: now_millis, seq: 0 }
+        } else {
+            EventId { millis: self.millis, seq: self.seq + 1 }
+        }
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.millis, self.seq)
+    }
+}
+
+/// Why a string is not an [`EventId`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadEventId;
+
+impl FromStr for EventId {
+    type Err = BadEventId;
+
+    /// Accepts exactly `digits-digits`: no sign, no spaces, no empty part.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (millis, seq) = s.split_once('-').ok_or(BadEventId)?;
+        let number = |part: &str| {
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(BadEventId);
+            }
+            part.parse::<u64>().map_err(|_| BadEventId)
+        };
+        Ok(EventId { millis: number(millis)?, seq: number(seq)? })
+    }
+}
+
+/// Checks the rule shared by user and event names: 1–64 bytes of UTF-8, no control character
+/// (Unicode Cc, which covers CR, LF, NUL, TAB, ESC, DEL and U+0085).
+fn check_name(kind: &str, s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err(format!("{kind} must not be empty"));
+    }
+    if s.len() > 64 {
+        return Err(format!("{kind} is {} bytes long; the limit is 64", s.len()));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(format!("{kind} must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// A subscriber's name: who a stream is for and whom an event is addressed to.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize)]
+#[serde(transparent)]
+pub struct UserName(String);
+
+impl UserName {
+    pub fn new(s: impl Into<String>) -> Result<Self, String> {
+        let s = s.into();
+        check_name("user name", &s)?;
+        Ok(UserName(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An SSE event type (`event:` field). Besides the name rule it may not start or end with
+/// whitespace: the SSE parser would keep it, but nobody can type it into `addEventListener`.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize)]
+#[serde(transparent)]
+pub struct EventName(String);
+
+impl EventName {
+    pub const MESSAGE: &'static str = "message";
+    pub const GAP: &'static str = "gap";
+
+    pub fn new(s: impl Into<String>) -> Result<Self, String> {
+        let s = s.into();
+        check_name("event name", &s)?;
+        if s.trim() != s {
+            return Err("event name must not start or end with whitespace".into());
+        }
+        Ok(EventName(s))
+    }
+
+    /// The default event type, `message`.
+    pub fn message() -> Self {
+        EventName(Self::MESSAGE.into())
+    }
+
+    /// The hub's own notice that a replay could not start where the client asked.
+    pub fn gap() -> Self {
+        EventName(Self::GAP.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Who receives an event.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Recipients {
+    /// `"*"`: every user, connected now or replaying later.
+    All,
+    /// One or more named users (deduplicated, in the order given).
+    Users(Vec<UserName>),
+}
+
+impl Recipients {
+    pub fn includes(&self, user: &UserName) -> bool {
+        match self {
+            Recipients::All => true,
+            Recipients::Users(users) => users.contains(user),
+        }
+    }
+
+    /// Parses the `to` field: `"alice"`, `["alice", "bob"]` or `"*"`.
+    fn from_json(value: &Value) -> Result<Self, String> {
+        let names: Vec<&str> = match value {
+            Value::String(s) if s == "*" => return Ok(Recipients::All),
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(items) => items
+                .iter()
+                .map(|item| item.as_str().ok_or("`to` must list user names as strings"))
+                .collect::<Result<_, _>>()?,
+            _ => return Err("`to` must be a user name, a list of user names, or \"*\"".into()),
+        };
+        if names.is_empty() {
+            return Err("`to` must name at least one user".into());
+        }
+        let mut users: Vec<UserName> = Vec::with_capacity(names.len());
+        for name in names {
+            if name == "*" {
+                return Err("\"*\" addresses every user and cannot be listed with others".into());
+            }
+            let user = UserName::new(name).map_err(|e| format!("`to`: {e}"))?;
+            if !users.contains(&user) {
+                users.push(user);
+            }
+        }
+        Ok(Recipients::Users(users))
+    }
+}
+
+/// One event as a publisher asks for it: the body of `POST /api/events` (or one element of a
+/// batch).
+#[derive(Clone, PartialEq, Debug)]
+pub struct PublishRequest {
+    pub to: Recipients,
+    pub event: EventName,
+    /// The text of the `data:` lines: a JSON string as-is, any other JSON value compact.
+    pub data: String,
+}
+
+impl PublishRequest {
+    /// Validates a parsed JSON body, with an error message fit to show the publisher.
+    pub fn from_json(value: &Value) -> Result<Self, String> {
+        let Value::Object(fields) = value else {
+            return Err("an event must be a JSON object with `to`, `event` and `data`".into());
+        };
+        if let Some(unknown) = fields.keys().find(|k| !matches!(k.as_str(), "to" | "event" | "data")) {
+            return Err(format!("unknown field `{unknown}`; expected `to`, `event` and `data`"));
+        }
+        let to = fields.get("to").ok_or("missing field `to`")?;
+        let to = Recipients::from_json(to)?;
+        let event = match fields.get("event") {
+            None | Some(Value::Null) => EventName::message(),
+            Some(Value::String(name)) => EventName::new(name.as_str())?,
+            Some(_) => return Err("`event` must be a string".into()),
+        };
+        let data = match fields.get("data").ok_or("missing field `data`")? {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        Ok(PublishRequest { to, event, data })
+    }
+}
+
+/// The answer to an accepted publish.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PublishAck {
+    pub id: String,
+    /// How many open streams the event was written to right away.
+    pub connections: usize,
+}
+
+/// One row of `GET /api/users`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserConnections {
+    pub user: String,
+    pub connections: usize,
+}
+
+/// Every error the hub answers with.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// The data of a `gap` event: the replay could not start at `last_event_id`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct GapNotice {
+    pub last_event_id: String,
+    /// The oldest id the hub still holds, or `None` when it holds nothing.
+    pub earliest: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Ids order by time, then by sequence, and a stalled clock still yields increasing ids.
+    #[test]
+    fn ids_increase_even_when_the_clock_stalls() {
+        let a = EventId { millis: 10, seq: 0 };
+        let b = a.next(10);
+        let c = b.next(9);
+        let d = c.next(11);
+        assert!(a < b && b < c && c < d);
+        assert_eq!(d, EventId { millis: 11, seq: 0 });
+        assert_eq!("11-0".parse::<EventId>(), Ok(d));
+    }
+
+    /// Anything but `digits-digits` is refused, so a malformed id is reported as a gap.
+    #[test]
+    fn malformed_ids_do_not_parse() {
+        for bad in ["", "1", "1-", "-1", "a-1", "1-+2", " 1-2", "1-2-3", "99999999999999999999-0"] {
+            assert!(bad.parse::<EventId>().is_err(), "{bad:?}");
+        }
+    }
+
+    /// The user-name rule: 1–64 bytes, no Cc character (TAB, ESC, DEL, U+0085 included).
+    #[test]
+    fn user_names_follow_the_rule() {
+        assert!(UserName::new("Alpha User").is_ok());
+        assert!(UserName::new("ü".repeat(32)).is_ok());
+        assert!(UserName::new("ü".repeat(33)).is_err());
+        for bad in ["", "a\tb", "a\u{1b}", "a\u{7f}", "a\u{85}", "a\r", "a\n", "a\0"] {
+            assert!(UserName::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// Event names also refuse surrounding whitespace.
+    #[test]
+    fn event_names_refuse_edges_and_controls() {
+        assert!(EventName::new("time tick").is_ok());
+        for bad in ["", " a", "a ", "a\nb", "a\rb", "x".repeat(65).as_str()] {
+            assert!(EventName::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// The three forms of `to`, defaults, and data as text.
+    #[test]
+    fn publish_requests_parse() {
+        let one = PublishRequest::from_json(&json!({"to": "alice", "data": "hi"})).unwrap();
+        assert_eq!(one.to, Recipients::Users(vec![UserName::new("alice").unwrap()]));
+        assert_eq!(one.event.as_str(), "message");
+        assert_eq!(one.data, "hi");
+        let all = PublishRequest::from_json(&json!({"to": "*", "event": "x", "data": {"a": [1, 2]}})).unwrap();
+        assert_eq!(all.to, Recipients::All);
+        assert_eq!(all.data, r#"{"a":[1,2]}"#);
+        let many = PublishRequest::from_json(&json!({"to": ["a", "b", "a"], "data": 1})).unwrap();
+        assert_eq!(many.to, Recipients::Users(vec![UserName::new("a").unwrap(), UserName::new("b").unwrap()]));
+    }
+
+    /// Each wrong shape is refused with a message naming the problem.
+    #[test]
+    fn bad_publish_requests_say_why() {
+        let cases = [
+            (json!([]), "JSON object"),
+            (json!({"data": 1}), "missing field `to`"),
+            (json!({"to": "", "data": 1}), "empty"),
+            (json!({"to": [], "data": 1}), "at least one"),
+            (json!({"to": 5, "data": 1}), "`to` must be"),
+            (json!({"to": ["*", "a"], "data": 1}), "cannot be listed"),
+            (json!({"to": "a"}), "missing field `data`"),
+            (json!({"to": "a", "event": "a\nb", "data": 1}), "control"),
+            (json!({"to": "a", "event": 3, "data": 1}), "`event` must be a string"),
+            (json!({"to": "a", "date": 1}), "unknown field `date`"),
+        ];
+        for (body, expected) in cases {
+            let err = PublishRequest::from_json(&body).unwrap_err();
+            assert!(err.contains(expected), "{body}: {err}");
+        }
+    }
+}

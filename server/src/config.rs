@@ -1,0 +1,117 @@
+//! Every setting of the hub, read once at start-up: a `tidings` flag, each with a `TIDINGS_*`
+//! environment twin. Durations are written `300ms`, `2s`, `1h`; `0` turns a timer off.
+
+use clap::{Parser, ValueEnum};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+/// A Server-Sent Events hub: streams per user with replay by Last-Event-ID, a publish API and a
+/// live console at `/`.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "tidings", version, about)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "TIDINGS_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+
+    /// How many events (across all users) are kept for replay.
+    #[arg(long, env = "TIDINGS_HISTORY", default_value_t = 10_000)]
+    pub history: usize,
+
+    /// Reconnection delay sent to clients as `retry:`.
+    #[arg(long, env = "TIDINGS_RETRY", default_value = "3s", value_parser = parse_duration)]
+    pub retry: Duration,
+
+    /// A comment is written after this much silence, so proxies keep the stream open (0 = off).
+    #[arg(long, env = "TIDINGS_KEEP_ALIVE", default_value = "15s", value_parser = parse_duration)]
+    pub keep_alive: Duration,
+
+    /// A stream ends after this long; browsers reconnect and replay (0 = never).
+    #[arg(long, env = "TIDINGS_STREAM_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub stream_timeout: Duration,
+
+    /// Every this long one connected user, chosen at random, gets `{"time": ...}` (0 = off).
+    #[arg(long, env = "TIDINGS_TICK_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub tick_interval: Duration,
+
+    /// Streams one user may hold at once; past it, 429.
+    #[arg(long, env = "TIDINGS_MAX_CONNECTIONS_PER_USER", default_value_t = 16)]
+    pub max_connections_per_user: usize,
+
+    /// Streams the hub holds at once; past it, 503. Default: what the file-descriptor limit allows,
+    /// less a reserve for publishers and operations.
+    #[arg(long, env = "TIDINGS_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Largest event data, in bytes as sent; past it, 413.
+    #[arg(long, env = "TIDINGS_MAX_DATA", default_value_t = 64 * 1024)]
+    pub max_data: usize,
+
+    /// Bytes that may wait for one slow subscriber; past it, that stream is closed.
+    #[arg(long, env = "TIDINGS_MAX_QUEUE", default_value_t = 1024 * 1024)]
+    pub max_queue: usize,
+
+    /// Origins allowed by CORS, comma-separated (default: any origin).
+    #[arg(long, env = "TIDINGS_CORS_ORIGIN", value_delimiter = ',')]
+    pub cors_origin: Vec<String>,
+
+    /// Folder of the console's built files (HTML, WASM, JS, CSS).
+    #[arg(long, env = "TIDINGS_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
+
+    /// Log lines as text or as JSON objects; filter them with RUST_LOG.
+    #[arg(long, env = "TIDINGS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Parses `300ms`, `2s`, `1h`, `1m 30s`; a bare `0` is zero.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(text).map_err(|e| format!("{e} (write durations like 300ms, 2s, 1h)"))
+}
+
+/// `Some(d)` for a timer that is on, `None` for `0`.
+pub fn timer(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented duration forms parse, and `0` means off.
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(timer(Duration::ZERO), None);
+    }
+
+    /// Defaults match the documented ones, and the environment twin is read.
+    #[test]
+    fn defaults_and_env() {
+        let config = Config::parse_from(["tidings"]);
+        assert_eq!(config.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.history, 10_000);
+        assert_eq!(config.retry, Duration::from_secs(3));
+        assert_eq!(config.keep_alive, Duration::from_secs(15));
+        assert_eq!(config.stream_timeout, Duration::from_secs(60));
+        assert_eq!(config.tick_interval, Duration::from_secs(2));
+        assert_eq!(config.max_connections_per_user, 16);
+        assert_eq!(config.max_data, 65_536);
+        assert_eq!(config.max_queue, 1_048_576);
+        let config = Config::parse_from(["tidings", "--history", "5", "--cors-origin", "http://a,http://b"]);
+        assert_eq!(config.history, 5);
+        assert_eq!(config.cors_origin, ["http://a", "http://b"]);
+    }
+}

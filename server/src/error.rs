@@ -1,0 +1,63 @@
+//! The one error type at the HTTP edge. Every refusal is JSON `{"error": "..."}` with the status
+//! that says what the caller did wrong; a 5xx is logged here and its detail is not sent.
+
+use app::event::ErrorBody;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+#[derive(Debug)]
+pub enum AppError {
+    /// The request is malformed or names something invalid.
+    BadRequest(String),
+    NotFound(String),
+    MethodNotAllowed,
+    /// The body is not JSON.
+    UnsupportedMediaType(String),
+    /// The body or the event's data is over a limit.
+    PayloadTooLarge(String),
+    /// The user already holds the most streams allowed.
+    TooManyRequests(String),
+    /// The hub cannot take this now (at its connection limit); try again later.
+    Unavailable(String),
+    /// A fault of the hub's own: logged, never detailed to the client.
+    Internal(String),
+}
+
+impl AppError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The message the client sees.
+    pub fn message(&self) -> String {
+        match self {
+            AppError::BadRequest(m)
+            | AppError::NotFound(m)
+            | AppError::UnsupportedMediaType(m)
+            | AppError::PayloadTooLarge(m)
+            | AppError::TooManyRequests(m)
+            | AppError::Unavailable(m) => m.clone(),
+            AppError::MethodNotAllowed => "method not allowed".into(),
+            AppError::Internal(_) => "internal error".into(),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        if let AppError::Internal(cause) = &self {
+            tracing::error!(%cause, "request failed");
+        }
+        (self.status(), Json(ErrorBody { error: self.message() })).into_response()
+    }
+}

@@ -1,0 +1,292 @@
+//! The hub: who is connected, what was published, and the one path every event takes — an id,
+//! one encoding, the history, then every matching stream's outbox.
+//!
+//! - `history`: the retained events and where a replay starts.
+//! - `outbox`: one stream's bounded queue of bytes.
+
+mod history;
+mod outbox;
+
+use app::event::{EventId, EventName, GapNotice, PublishAck, PublishRequest, UserConnections, UserName};
+use app::sse;
+use bytes::{Bytes, BytesMut};
+use history::{History, Resume, Stored};
+use outbox::Outbox;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
+
+/// The limits the hub enforces.
+#[derive(Clone, Debug)]
+pub struct HubSettings {
+    pub history: usize,
+    pub retry: Duration,
+    pub max_queue: usize,
+    pub max_per_user: usize,
+    pub max_connections: usize,
+}
+
+/// A cheap-to-clone handle on the hub's shared state.
+#[derive(Clone)]
+pub struct Hub {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    // A std mutex: every section under it is short and synchronous (assign an id, append bytes
+    // to outboxes), and it is never held across an await.
+    state: Mutex<State>,
+    settings: HubSettings,
+    metrics: Metrics,
+    /// Cancelled at shutdown: every stream and background task ends on it.
+    shutdown: CancellationToken,
+}
+
+struct State {
+    newest: EventId,
+    history: History,
+    users: BTreeMap<UserName, Vec<Arc<Subscriber>>>,
+    connections: usize,
+    next_subscriber: u64,
+}
+
+struct Subscriber {
+    id: u64,
+    outbox: Outbox,
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    pub published: AtomicU64,
+    pub delivered: AtomicU64,
+    pub slow_consumers_dropped: AtomicU64,
+}
+
+/// Why a stream was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SubscribeError {
+    /// The user already holds `max_per_user` streams.
+    UserFull(usize),
+    /// The hub holds `max_connections` streams.
+    HubFull,
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Hub {
+    pub fn new(settings: HubSettings) -> Hub {
+        let start = EventId { millis: now_millis(), seq: 0 };
+        let state = State {
+            newest: start,
+            history: History::new(settings.history, start),
+            users: BTreeMap::new(),
+            connections: 0,
+            next_subscriber: 0,
+        };
+        Hub {
+            shared: Arc::new(Shared {
+                state: Mutex::new(state),
+                settings,
+                metrics: Metrics::default(),
+                shutdown: CancellationToken::new(),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere cannot leave the state half-written: every section is a few
+        // assignments, so a poisoned lock is still consistent.
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    pub fn settings(&self) -> &HubSettings {
+        &self.shared.settings
+    }
+
+    /// Ends every stream and background task.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.cancel();
+    }
+
+    /// Resolves when the hub is shutting down.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shared.shutdown.clone()
+    }
+
+    /// Assigns an id, stores the event and writes it to every matching stream. Never waits for
+    /// a subscriber: a stream whose outbox is full is cut off instead.
+    pub fn publish(&self, request: PublishRequest) -> PublishAck {
+        let max_queue = self.shared.settings.max_queue;
+        let mut state = self.state();
+        let id = state.newest.next(now_millis());
+        state.newest = id;
+        let frame = Bytes::from(sse::event(Some(&id), &request.event, &request.data));
+        let mut reached = 0;
+        let mut dropped = 0;
+        let State { users, connections, .. } = &mut *state;
+        let mut deliver = |subscribers: &mut Vec<Arc<Subscriber>>| {
+            subscribers.retain(|s| match s.outbox.push(&frame, max_queue) {
+                Ok(()) => {
+                    reached += 1;
+                    true
+                }
+                Err(_) => {
+                    dropped += 1;
+                    false
+                }
+            });
+        };
+        match &request.to {
+            app::event::Recipients::All => users.values_mut().for_each(&mut deliver),
+            app::event::Recipients::Users(names) => {
+                for name in names {
+                    if let Some(subscribers) = users.get_mut(name) {
+                        deliver(subscribers);
+                    }
+                }
+            }
+        }
+        users.retain(|_, subscribers| !subscribers.is_empty());
+        *connections -= dropped;
+        state.history.push(Stored { id, to: request.to, frame });
+        drop(state);
+
+        let metrics = &self.shared.metrics;
+        metrics.published.fetch_add(1, Ordering::Relaxed);
+        metrics.delivered.fetch_add(reached as u64, Ordering::Relaxed);
+        if dropped > 0 {
+            metrics.slow_consumers_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+            tracing::warn!(dropped, "closed streams whose readers fell more than --max-queue behind");
+        }
+        PublishAck { id: id.to_string(), connections: reached }
+    }
+
+    /// Opens a stream for `user`: the preamble (retry, welcome, cursor), the replay after
+    /// `last_event_id`, then live events. Registration and replay happen under one lock, so no
+    /// event is missed or sent twice.
+    pub fn subscribe(&self, user: UserName, last_event_id: Option<&str>) -> Result<Subscription, SubscribeError> {
+        let settings = &self.shared.settings;
+        let mut head = BytesMut::new();
+        head.extend_from_slice(sse::retry(settings.retry.as_millis() as u64).as_bytes());
+        head.extend_from_slice(sse::event(None, &EventName::message(), user.as_str()).as_bytes());
+
+        let mut state = self.state();
+        if state.connections >= settings.max_connections {
+            return Err(SubscribeError::HubFull);
+        }
+        let held = state.users.get(&user).map_or(0, Vec::len);
+        if held >= settings.max_per_user {
+            return Err(SubscribeError::UserFull(settings.max_per_user));
+        }
+        head.extend_from_slice(sse::id_only(&state.newest).as_bytes());
+        if let Some(asked) = last_event_id {
+            let after = match state.history.resume(asked, state.newest) {
+                Resume::After(id) => Some(id),
+                Resume::Gap => {
+                    let notice = GapNotice {
+                        last_event_id: asked.to_owned(),
+                        earliest: state.history.earliest().map(|id| id.to_string()),
+                    };
+                    let data = serde_json::to_string(&notice).unwrap_or_default();
+                    head.extend_from_slice(sse::event(None, &EventName::gap(), &data).as_bytes());
+                    None
+                }
+            };
+            for frame in state.history.frames_for(&user, after) {
+                head.extend_from_slice(frame);
+            }
+        }
+        let id = state.next_subscriber;
+        state.next_subscriber += 1;
+        let subscriber = Arc::new(Subscriber { id, outbox: Outbox::default() });
+        state.users.entry(user.clone()).or_default().push(Arc::clone(&subscriber));
+        state.connections += 1;
+        drop(state);
+
+        tracing::info!(user = %user, "stream opened");
+        Ok(Subscription {
+            head: Some(head.freeze()),
+            subscriber,
+            registration: Registration { hub: self.clone(), user, id, opened: Instant::now() },
+        })
+    }
+
+    fn unregister(&self, user: &UserName, id: u64) {
+        let mut state = self.state();
+        let Some(subscribers) = state.users.get_mut(user) else { return };
+        let before = subscribers.len();
+        subscribers.retain(|s| s.id != id);
+        let removed = before - subscribers.len();
+        if subscribers.is_empty() {
+            state.users.remove(user);
+        }
+        state.connections -= removed;
+    }
+
+    /// Open streams per user, sorted by user.
+    pub fn users(&self) -> Vec<UserConnections> {
+        let state = self.state();
+        state
+            .users
+            .iter()
+            .map(|(user, subs)| UserConnections { user: user.to_string(), connections: subs.len() })
+            .collect()
+    }
+
+    /// How many streams are open.
+    pub fn connections(&self) -> usize {
+        self.state().connections
+    }
+
+    /// One connected user chosen uniformly at random, for the ticker.
+    pub fn random_user(&self, rng: &mut impl rand::Rng) -> Option<UserName> {
+        use rand::seq::IteratorRandom;
+        self.state().users.keys().choose(rng).cloned()
+    }
+}
+
+/// One open stream: its first bytes, then whatever is published for it.
+pub struct Subscription {
+    head: Option<Bytes>,
+    subscriber: Arc<Subscriber>,
+    registration: Registration,
+}
+
+impl Subscription {
+    /// The next bytes to write; `None` once the reader was cut off for falling behind.
+    pub async fn next(&mut self) -> Option<Bytes> {
+        if let Some(head) = self.head.take() {
+            return Some(head);
+        }
+        self.subscriber.outbox.next().await
+    }
+
+    pub fn user(&self) -> &UserName {
+        &self.registration.user
+    }
+}
+
+/// Removes a stream from the hub when it ends, whatever ended it, and logs how long it lived.
+struct Registration {
+    hub: Hub,
+    user: UserName,
+    id: u64,
+    opened: Instant,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.unregister(&self.user, self.id);
+        let seconds = self.opened.elapsed().as_secs_f64();
+        tracing::info!(user = %self.user, duration_s = format_args!("{seconds:.3}"), "stream closed");
+    }
+}

@@ -1,0 +1,95 @@
+//! Tidings: a Server-Sent Events hub with replay, a publish API and a live console.
+//!
+//! # Layout
+//! - [`config`]: every setting, read once from flags and `TIDINGS_*` variables.
+//! - [`hub`]: connected streams, the history, and publishing.
+//! - [`routes`]: the HTTP surface ([`routes::app`] builds the router).
+//! - [`error`]: the JSON error every refusal uses.
+//! - [`ticker`]: the original two-second scheduler.
+//! - [`telemetry`]: logging, with secrets redacted.
+//! - [`limits`]: the file-descriptor limit and the connection ceiling derived from it.
+
+pub mod config;
+pub mod error;
+pub mod hub;
+pub mod limits;
+pub mod routes;
+pub mod telemetry;
+pub mod ticker;
+
+use axum::serve::ListenerExt;
+use config::{timer, Config};
+use hub::{Hub, HubSettings};
+use leptos::prelude::LeptosOptions;
+use routes::{AppState, StreamSettings};
+use std::future::Future;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How long connections get to finish once shutdown starts; streams end at once, so this only
+/// bounds requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Builds the state the router serves from the configuration.
+pub fn state(config: &Config, max_connections: usize) -> AppState {
+    let hub = Hub::new(HubSettings {
+        history: config.history,
+        retry: config.retry,
+        max_queue: config.max_queue,
+        max_per_user: config.max_connections_per_user,
+        max_connections,
+    });
+    AppState {
+        hub,
+        streams: StreamSettings { keep_alive: timer(config.keep_alive), timeout: timer(config.stream_timeout) },
+        max_data: config.max_data,
+        leptos_options: leptos_options(config),
+    }
+}
+
+/// The console's build settings. cargo-leptos passes them as `LEPTOS_*` variables under
+/// `cargo leptos watch`; a released binary runs with none set, so each has a default here.
+fn leptos_options(config: &Config) -> LeptosOptions {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    LeptosOptions::builder()
+        .output_name(var("LEPTOS_OUTPUT_NAME").unwrap_or_else(|| "tidings".into()))
+        .site_root(var("LEPTOS_SITE_ROOT").unwrap_or_else(|| config.site_root.display().to_string()))
+        .site_pkg_dir(var("LEPTOS_SITE_PKG_DIR").unwrap_or_else(|| "pkg".into()))
+        .site_addr(config.addr)
+        .reload_port(var("LEPTOS_RELOAD_PORT").and_then(|p| p.parse().ok()).unwrap_or(3001))
+        .env(var("LEPTOS_ENV").map_or(leptos::config::Env::PROD, |e| e.as_str().into()))
+        .build()
+}
+
+/// Serves the hub on `listener` until `shutdown` resolves, then ends every stream and returns
+/// within [`SHUTDOWN_GRACE`].
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let max_connections = limits::max_connections(config.max_connections);
+    let state = state(&config, max_connections);
+    let hub = state.hub.clone();
+    tokio::spawn(ticker::run(hub.clone(), timer(config.tick_interval)));
+    let router = routes::app(state, &config);
+    tracing::info!(addr = %listener.local_addr()?, max_connections, "listening");
+
+    let stopping = hub.shutdown_token();
+    // Events are small and latency matters: no Nagle delay on stream sockets.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: ending every stream");
+        hub.shutdown();
+    });
+    tokio::select! {
+        served = server => served,
+        () = async { stopping.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+            tracing::warn!("connections still open after the grace period; exiting anyway");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The HTTP surface: [`app`] builds the router the binary serves and the tests drive.
+//!
+//! - `stream`: `GET /stream-sse`, the event streams.
+//! - `publish`: `POST /api/events`.
+//! - `ops`: `GET /api/users`, `/healthz`, `/metrics`.
+
+mod ops;
+mod publish;
+mod stream;
+
+use crate::config::Config;
+use crate::error::AppError;
+use crate::hub::Hub;
+use crate::telemetry::redact_query;
+use app::console::{shell, App};
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::http::{header, HeaderValue, Method, Request};
+use axum::routing::{get, post};
+use axum::Router;
+use leptos::prelude::LeptosOptions;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use std::time::Duration;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub hub: Hub,
+    pub streams: StreamSettings,
+    /// Largest event data in bytes (`--max-data`).
+    pub max_data: usize,
+    pub leptos_options: LeptosOptions,
+}
+
+/// How long streams live and how they are kept open.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamSettings {
+    pub keep_alive: Option<Duration>,
+    pub timeout: Option<Duration>,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+/// The largest publish body accepted: room for a batch of many events.
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+pub fn app(state: AppState, config: &Config) -> Router {
+    let options = state.leptos_options.clone();
+    let body_limit = MAX_BODY.max(config.max_data.saturating_mul(2));
+    let api = Router::new()
+        .route("/events", post(publish::publish).layer(DefaultBodyLimit::max(body_limit)))
+        .route("/users", get(ops::users))
+        .fallback(|| async { AppError::NotFound("no such endpoint".into()) })
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed });
+    Router::new()
+        .route("/stream-sse", get(stream::stream))
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .nest("/api", api)
+        .leptos_routes(&state, generate_route_list(App), move || shell(options.clone()))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(cors(&config.cors_origin))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            tracing::debug_span!("request", method = %request.method(), uri = %redact_query(request.uri()))
+        }))
+        .with_state(state)
+}
+
+/// Any origin by default, as the original allowed `*`; `--cors-origin` lists the allowed ones.
+fn cors(origins: &[String]) -> CorsLayer {
+    let allow = if origins.is_empty() {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::HeaderName::from_static("last-event-id")])
+        .max_age(Duration::from_secs(3600))
+}

@@ -1,0 +1,114 @@
+//! `GET /stream-sse?user=NAME[&lastEventId=ID]`: one user's event stream.
+//!
+//! The body is written straight from the hub's outbox, which already holds encoded frames: each
+//! event is encoded once for all streams, and whatever is pending goes out in one write.
+
+use super::{AppState, StreamSettings};
+use crate::error::AppError;
+use crate::hub::{SubscribeError, Subscription};
+use app::event::UserName;
+use app::sse;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Deserialize;
+use std::convert::Infallible;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The user the original client connected as when it gave none.
+const DEFAULT_USER: &str = "empty";
+
+#[derive(Debug, Deserialize)]
+pub struct StreamQuery {
+    user: Option<String>,
+    #[serde(rename = "lastEventId")]
+    last_event_id: Option<String>,
+}
+
+pub async fn stream(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    query: Result<Query<StreamQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    require_utf8(raw.as_deref().unwrap_or(""))?;
+    let Query(query) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    let user = UserName::new(query.user.unwrap_or_else(|| DEFAULT_USER.into())).map_err(AppError::BadRequest)?;
+    // The header a reconnecting browser sends wins over the query a page wrote.
+    let last_event_id = headers
+        .get("last-event-id")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .or(query.last_event_id)
+        .filter(|id| !id.is_empty());
+
+    let subscription = state.hub.subscribe(user, last_event_id.as_deref()).map_err(|e| match e {
+        SubscribeError::UserFull(limit) => {
+            AppError::TooManyRequests(format!("this user already has {limit} open streams"))
+        }
+        SubscribeError::HubFull => AppError::Unavailable("the hub is at its connection limit; retry later".into()),
+    })?;
+    let body = Body::from_stream(frames(subscription, state.streams, state.hub.shutdown_token()));
+    let headers = [
+        (header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        (header::HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no")),
+    ];
+    Ok((headers, body).into_response())
+}
+
+/// The query decoder replaces bytes that are not UTF-8; a name must be UTF-8, so refuse them.
+fn require_utf8(query: &str) -> Result<(), AppError> {
+    let decodes = |part: &str| percent_encoding::percent_decode_str(&part.replace('+', " ")).decode_utf8().is_ok();
+    if query.split(['&', '=']).all(decodes) {
+        Ok(())
+    } else {
+        Err(AppError::BadRequest("the query is not valid UTF-8".into()))
+    }
+}
+
+/// Drives one stream: the subscription's bytes, a keep-alive comment after silence, and an end
+/// at the stream timeout, at shutdown, or when the reader fell too far behind.
+fn frames(
+    subscription: Subscription,
+    settings: StreamSettings,
+    shutdown: CancellationToken,
+) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
+    let deadline = settings.timeout.map(|t| Instant::now() + t);
+    let pump = Pump { subscription, keep_alive: settings.keep_alive, deadline, shutdown };
+    futures::stream::unfold(pump, |mut pump| async move {
+        let chunk = tokio::select! {
+            biased;
+            _ = pump.shutdown.cancelled() => return None,
+            _ = sleep_until(pump.deadline) => return None,
+            next = pump.subscription.next() => next?,
+            _ = sleep(pump.keep_alive) => Bytes::from_static(sse::keep_alive().as_bytes()),
+        };
+        Some((Ok(chunk), pump))
+    })
+}
+
+struct Pump {
+    subscription: Subscription,
+    keep_alive: Option<Duration>,
+    deadline: Option<Instant>,
+    shutdown: CancellationToken,
+}
+
+async fn sleep(period: Option<Duration>) {
+    match period {
+        Some(period) => tokio::time::sleep(period).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
