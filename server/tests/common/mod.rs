@@ -1,9 +1,10 @@
-//! A real hub on a loopback port, and a real SSE client (reqwest + eventsource-stream) to read
-//! it. Each test starts its own hub with the flags it needs.
+//! A real hub on a loopback port, and a real SSE client to read it: reqwest for HTTP and the
+//! spec-faithful parser from `app::sse` (checked against the WHATWG rules and against
+//! eventsource-stream in `app`; eventsource-stream itself mishandles NUL in data, which the
+//! hostile-string tests send). Each test starts its own hub with the flags it needs.
 #![allow(dead_code)]
 
 use clap::Parser as _;
-use eventsource_stream::{Event, Eventsource};
 use futures::StreamExt;
 use serde_json::Value;
 use std::pin::Pin;
@@ -93,6 +94,21 @@ impl Hub {
     }
 }
 
+/// One dispatched event, as a browser's `MessageEvent` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub event: String,
+    pub data: String,
+    /// The stream's last event id at dispatch (`lastEventId`).
+    pub id: String,
+}
+
+impl From<app::sse::ParsedEvent> for Event {
+    fn from(e: app::sse::ParsedEvent) -> Self {
+        Event { event: e.event, data: e.data, id: e.last_event_id }
+    }
+}
+
 type Events = Pin<Box<dyn futures::Stream<Item = Result<Event, String>> + Send>>;
 
 /// One open stream, read as events, with its raw text kept for wire-level checks.
@@ -114,7 +130,15 @@ impl Subscriber {
                 tee.lock().unwrap().push_str(&String::from_utf8_lossy(chunk));
             }
         });
-        let events = bytes.eventsource().map(|e| e.map_err(|e| e.to_string()));
+        let events = bytes
+            .scan(app::sse::Parser::new(), |parser, chunk| {
+                let parsed: Vec<Result<Event, String>> = match chunk {
+                    Ok(chunk) => parser.feed(&chunk).into_iter().map(|e| Ok(Event::from(e))).collect(),
+                    Err(e) => vec![Err(e.to_string())],
+                };
+                futures::future::ready(Some(futures::stream::iter(parsed)))
+            })
+            .flatten();
         Subscriber { status, headers, raw, events: Box::pin(events) }
     }
 
