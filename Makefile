@@ -10,7 +10,7 @@ CARGO_LEPTOS_VERSION := 0.3.11
 # The wasm-bindgen CLI must equal the wasm-bindgen crate in Cargo.lock, so read it from there.
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/[^0-9.]/, "", $$0); print; exit }' Cargo.lock)
 
-CARGO_BIN := $(HOME)/.cargo/bin
+CARGO_BIN := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin
 export PATH := $(CURDIR)/tools/node_modules/.bin:$(CURDIR)/end2end/node_modules/.bin:$(CARGO_BIN):$(PATH)
 # Never let a tool fetch a browser or a binary from outside the registries.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1

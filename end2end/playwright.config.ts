@@ -33,7 +33,9 @@ export default defineConfig({
     trace: 'retain-on-failure',
   },
   webServer: {
-    command: `../target/release/tidings --addr 127.0.0.1:${PORT} --tick-interval 700ms`,
+    // From the project root, as a released binary runs: it finds target/site there.
+    command: `target/release/tidings --addr 127.0.0.1:${PORT} --tick-interval 700ms`,
+    cwd: '..',
     url: `${HUB}/healthz`,
     reuseExistingServer: false,
     timeout: 30_000,

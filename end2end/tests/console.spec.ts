@@ -53,9 +53,9 @@ test('publishing to one user shows a row in that panel only, as text', async ({ 
   await expect(rowsOfType(panel(page, 2), 'open')).toHaveCount(1);
 
   const markup = `<b>bold ${a}</b>`;
-  await page.getByLabel('To').fill(a);
-  await page.getByLabel('Event').fill('message');
-  await page.getByLabel('Data').fill(markup);
+  await page.getByLabel('To', { exact: true }).fill(a);
+  await page.getByLabel('Event', { exact: true }).fill('message');
+  await page.getByLabel('Data', { exact: true }).fill(markup);
   await page.getByRole('button', { name: 'Publish' }).click();
   await expect(page.getByRole('status').filter({ hasText: 'Published' })).toContainText('1 connection');
   const cell = panel(page, 1).getByRole('cell', { name: markup, exact: true });
@@ -64,12 +64,12 @@ test('publishing to one user shows a row in that panel only, as text', async ({ 
   await expect(panel(page, 2).getByText(markup)).toHaveCount(0);
 
   // JSON data is shown on one line, spaced.
-  await page.getByLabel('Data').fill('{"n":1,"list":[1,2]}');
+  await page.getByLabel('Data', { exact: true }).fill('{"n":1,"list":[1,2]}');
   await page.getByRole('button', { name: 'Publish' }).click();
   await expect(panel(page, 1).getByRole('cell', { name: '{"n": 1, "list": [1, 2]}', exact: true })).toBeVisible();
 
   // The hub's refusal is shown as it worded it.
-  await page.getByLabel('To').fill('');
+  await page.getByLabel('To', { exact: true }).fill('');
   await page.getByRole('button', { name: 'Publish' }).click();
   await expect(page.getByRole('alert').filter({ hasText: 'at least one user' })).toBeVisible();
 });

@@ -1,4 +1,6 @@
 //! The real `tidings` binary: flags, logs, and shutdown on SIGTERM.
+// Helpers outside #[test] functions unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
