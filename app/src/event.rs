@@ -219,6 +219,14 @@ pub struct UserConnections {
     pub connections: usize,
 }
 
+/// `GET /api/info`: what the console needs to know about the hub.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HubInfo {
+    /// Whether streams and publishing need tokens.
+    pub auth: bool,
+    pub version: String,
+}
+
 /// Every error the hub answers with.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ErrorBody {

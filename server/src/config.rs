@@ -1,7 +1,7 @@
 //! Every setting of the hub, read once at start-up: a `tidings` flag, each with a `TIDINGS_*`
 //! environment twin. Durations are written `300ms`, `2s`, `1h`; `0` turns a timer off.
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 /// A Server-Sent Events hub: streams per user with replay by Last-Event-ID, a publish API and a
@@ -9,6 +9,17 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 #[derive(Parser, Debug, Clone)]
 #[command(name = "tidings", version, about)]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Turns authentication on: tokens are HS256 JWTs signed with this secret.
+    #[arg(long, env = "TIDINGS_JWT_SECRET", hide_env_values = true, global = true)]
+    pub jwt_secret: Option<String>,
+
+    /// How long a one-time stream ticket stays valid.
+    #[arg(long, env = "TIDINGS_TICKET_TTL", default_value = "30s", value_parser = parse_duration)]
+    pub ticket_ttl: Duration,
+
     /// Address to listen on.
     #[arg(long, env = "TIDINGS_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
@@ -61,6 +72,22 @@ pub struct Config {
     /// Log lines as text or as JSON objects; filter them with RUST_LOG.
     #[arg(long, env = "TIDINGS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Prints a token signed with --jwt-secret (or TIDINGS_JWT_SECRET).
+    Token {
+        /// The user the token streams for (its `sub`).
+        #[arg(long)]
+        user: Option<String>,
+        /// Lets the token publish and list users.
+        #[arg(long)]
+        publish: bool,
+        /// How long the token is valid.
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        ttl: Duration,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -10,6 +10,10 @@ use axum::Json;
 pub enum AppError {
     /// The request is malformed or names something invalid.
     BadRequest(String),
+    /// No credential, or one that is malformed, badly signed or expired.
+    Unauthorized(String),
+    /// A valid credential that does not allow this.
+    Forbidden(String),
     NotFound(String),
     MethodNotAllowed,
     /// The body is not JSON.
@@ -28,6 +32,8 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -42,6 +48,8 @@ impl AppError {
     pub fn message(&self) -> String {
         match self {
             AppError::BadRequest(m)
+            | AppError::Unauthorized(m)
+            | AppError::Forbidden(m)
             | AppError::NotFound(m)
             | AppError::UnsupportedMediaType(m)
             | AppError::PayloadTooLarge(m)

@@ -1,6 +1,7 @@
 //! Tidings: a Server-Sent Events hub with replay, a publish API and a live console.
 //!
 //! # Layout
+//! - [`auth`]: tokens, tickets and who may listen or publish.
 //! - [`config`]: every setting, read once from flags and `TIDINGS_*` variables.
 //! - [`hub`]: connected streams, the history, and publishing.
 //! - [`routes`]: the HTTP surface ([`routes::app`] builds the router).
@@ -9,6 +10,7 @@
 //! - [`telemetry`]: logging, with secrets redacted.
 //! - [`limits`]: the file-descriptor limit and the connection ceiling derived from it.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod hub;
@@ -17,6 +19,7 @@ pub mod routes;
 pub mod telemetry;
 pub mod ticker;
 
+use auth::Auth;
 use axum::serve::ListenerExt;
 use config::{timer, Config};
 use hub::{Hub, HubSettings};
@@ -39,8 +42,13 @@ pub fn state(config: &Config, max_connections: usize) -> AppState {
         max_per_user: config.max_connections_per_user,
         max_connections,
     });
+    let auth = match &config.jwt_secret {
+        Some(secret) => Auth::with_secret(secret, config.ticket_ttl),
+        None => Auth::open(),
+    };
     AppState {
         hub,
+        auth,
         streams: StreamSettings { keep_alive: timer(config.keep_alive), timeout: timer(config.stream_timeout) },
         max_data: config.max_data,
         leptos_options: leptos_options(config),

@@ -2,11 +2,15 @@
 
 use clap::Parser;
 use std::process::ExitCode;
-use tidings::config::Config;
+use tidings::auth::{issue_token, unix_now, Claims};
+use tidings::config::{Command, Config};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
+    if let Some(Command::Token { user, publish, ttl }) = &config.command {
+        return print_token(config.jwt_secret.as_deref(), user.clone(), *publish, *ttl);
+    }
     tidings::telemetry::init(config.log_format);
     let listener = match tokio::net::TcpListener::bind(config.addr).await {
         Ok(listener) => listener,
@@ -45,5 +49,31 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
+    }
+}
+
+/// `tidings token`: prints a token signed with the hub's secret.
+fn print_token(secret: Option<&str>, user: Option<String>, publish: bool, ttl: std::time::Duration) -> ExitCode {
+    let Some(secret) = secret else {
+        eprintln!("tidings token: set --jwt-secret or TIDINGS_JWT_SECRET");
+        return ExitCode::FAILURE;
+    };
+    if user.is_none() && !publish {
+        eprintln!("tidings token: give --user NAME, --publish, or both");
+        return ExitCode::FAILURE;
+    }
+    let claims = Claims { sub: user, exp: unix_now() + ttl.as_secs(), publish };
+    match issue_token(secret, &claims) {
+        Ok(token) => {
+            #[allow(clippy::print_stdout)] // the token is this command's output
+            {
+                println!("{token}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(cause) => {
+            eprintln!("tidings token: {cause}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -8,6 +8,7 @@ mod ops;
 mod publish;
 mod stream;
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::error::AppError;
 use crate::hub::Hub;
@@ -27,6 +28,7 @@ use tower_http::trace::TraceLayer;
 #[derive(Clone)]
 pub struct AppState {
     pub hub: Hub,
+    pub auth: Auth,
     pub streams: StreamSettings,
     /// Largest event data in bytes (`--max-data`).
     pub max_data: usize,
@@ -55,6 +57,8 @@ pub fn app(state: AppState, config: &Config) -> Router {
     let api = Router::new()
         .route("/events", post(publish::publish).layer(DefaultBodyLimit::max(body_limit)))
         .route("/users", get(ops::users))
+        .route("/tickets", post(ops::ticket))
+        .route("/info", get(ops::info))
         .fallback(|| async { AppError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed });
     Router::new()
@@ -64,7 +68,7 @@ pub fn app(state: AppState, config: &Config) -> Router {
         .nest("/api", api)
         .leptos_routes(&state, generate_route_list(App), move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .layer(cors(&config.cors_origin))
+        .layer(cors(&config.cors_origin, config.jwt_secret.is_some()))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
             tracing::debug_span!("request", method = %request.method(), uri = %redact_query(request.uri()))
         }))
@@ -72,8 +76,10 @@ pub fn app(state: AppState, config: &Config) -> Router {
 }
 
 /// Any origin by default, as the original allowed `*`; `--cors-origin` lists the allowed ones.
-fn cors(origins: &[String]) -> CorsLayer {
-    let allow = if origins.is_empty() {
+/// With auth on only listed origins are allowed (none by default, so `null` never is unless
+/// listed), and credentials are never allowed: tokens travel in headers, not cookies.
+fn cors(origins: &[String], auth: bool) -> CorsLayer {
+    let allow = if origins.is_empty() && !auth {
         AllowOrigin::any()
     } else {
         AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))

@@ -100,3 +100,82 @@ async fn sigterm_ends_streams_and_exits_cleanly() {
     assert_eq!(closed.len(), 1, "{lines:?}");
     assert!(closed[0]["duration_s"].is_string() || closed[0]["duration_s"].is_number(), "{lines:?}");
 }
+
+/// `tidings token` prints a token the hub accepts.
+#[tokio::test]
+async fn token_command_prints_a_working_token() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["token", "--user", "amy", "--ttl", "1h"])
+        .env("TIDINGS_JWT_SECRET", "cli-secret")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let (mut child, base, _) = spawn(&["--jwt-secret", "cli-secret"]).await;
+    let response = reqwest::get(format!("{base}/stream-sse?token={token}")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let missing = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["token", "--user", "a"])
+        .env_remove("TIDINGS_JWT_SECRET")
+        .output()
+        .await
+        .unwrap();
+    assert!(!missing.status.success());
+    child.kill().await.unwrap();
+}
+
+/// Tokens and tickets never reach a log line, even with request tracing on.
+#[tokio::test]
+async fn secrets_never_reach_the_logs() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["--addr", "127.0.0.1:0", "--tick-interval", "0", "--jwt-secret", "log-secret"])
+        .env("RUST_LOG", "debug")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
+    let addr = loop {
+        let line = lines.next_line().await.unwrap().unwrap();
+        log.push(line.clone());
+        if let Some(at) = line.find("addr=") {
+            break line[at + 5..].split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let token = issue("log-secret", "amy");
+    let client = reqwest::Client::new();
+    let ticket: serde_json::Value = client
+        .post(format!("http://{addr}/api/tickets"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ticket = ticket["ticket"].as_str().unwrap().to_owned();
+    for query in [format!("token={token}"), format!("ticket={ticket}"), format!("user=amy&TOKEN={token}")] {
+        let response = client.get(format!("http://{addr}/stream-sse?{query}")).send().await.unwrap();
+        drop(response);
+    }
+    assert_eq!(client.get(format!("http://{addr}/healthz")).send().await.unwrap().status(), 200);
+    signal(&child, "TERM");
+    let _ = child.wait().await;
+    while let Ok(Some(line)) = lines.next_line().await {
+        log.push(line);
+    }
+    let log = log.join("\n");
+    assert!(log.contains("token=REDACTED"), "requests are logged, redacted: {log}");
+    assert!(log.contains("ticket=REDACTED"), "{log}");
+    assert!(!log.contains(&token), "a token reached the log");
+    assert!(!log.contains(&ticket), "a ticket reached the log");
+    assert!(!log.contains("log-secret"), "the secret reached the log");
+}
+
+fn issue(secret: &str, user: &str) -> String {
+    let claims = tidings::auth::Claims { sub: Some(user.into()), exp: tidings::auth::unix_now() + 600, publish: false };
+    tidings::auth::issue_token(secret, &claims).unwrap()
+}

@@ -1,17 +1,31 @@
 //! What operators and the console read: connected users, health and Prometheus metrics.
 
 use super::AppState;
+use crate::error::AppError;
 use app::event::UserConnections;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 use axum::Json;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
-/// `GET /api/users`: `[{"user": "...", "connections": n}]`, sorted by user.
-pub async fn users(State(state): State<AppState>) -> Json<Vec<UserConnections>> {
-    Json(state.hub.users())
+/// `GET /api/users`: `[{"user": "...", "connections": n}]`, sorted by user. A publisher's when
+/// auth is on.
+pub async fn users(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Vec<UserConnections>>, AppError> {
+    state.auth.require_publisher(&headers)?;
+    Ok(Json(state.hub.users()))
+}
+
+/// `POST /api/tickets`: a one-time ticket for the bearer token's user.
+pub async fn ticket(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<serde_json::Value>, AppError> {
+    let ticket = state.auth.issue_ticket(&headers)?;
+    Ok(Json(serde_json::json!({ "ticket": ticket })))
+}
+
+/// `GET /api/info`: what a console needs to know about the hub (never a secret).
+pub async fn info(State(state): State<AppState>) -> Json<app::event::HubInfo> {
+    Json(app::event::HubInfo { auth: state.auth.enabled(), version: env!("CARGO_PKG_VERSION").into() })
 }
 
 /// `GET /healthz`.

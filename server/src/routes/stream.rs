@@ -4,9 +4,9 @@
 //! event is encoded once for all streams, and whatever is pending goes out in one write.
 
 use super::{AppState, StreamSettings};
+use crate::auth::StreamCredentials;
 use crate::error::AppError;
 use crate::hub::{SubscribeError, Subscription};
-use app::event::UserName;
 use app::sse;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
 use std::convert::Infallible;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +26,8 @@ const DEFAULT_USER: &str = "empty";
 #[derive(Debug, Deserialize)]
 pub struct StreamQuery {
     user: Option<String>,
+    token: Option<String>,
+    ticket: Option<String>,
     #[serde(rename = "lastEventId")]
     last_event_id: Option<String>,
 }
@@ -38,7 +40,12 @@ pub async fn stream(
 ) -> Result<Response, AppError> {
     require_utf8(raw.as_deref().unwrap_or(""))?;
     let Query(query) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
-    let user = UserName::new(query.user.unwrap_or_else(|| DEFAULT_USER.into())).map_err(AppError::BadRequest)?;
+    let credentials = StreamCredentials {
+        user: query.user.as_deref(),
+        token: query.token.as_deref(),
+        ticket: query.ticket.as_deref(),
+    };
+    let listener = state.auth.stream_listener(&headers, credentials, DEFAULT_USER)?;
     // The header a reconnecting browser sends wins over the query a page wrote.
     let last_event_id = headers
         .get("last-event-id")
@@ -46,13 +53,13 @@ pub async fn stream(
         .or(query.last_event_id)
         .filter(|id| !id.is_empty());
 
-    let subscription = state.hub.subscribe(user, last_event_id.as_deref()).map_err(|e| match e {
+    let subscription = state.hub.subscribe(listener.user, last_event_id.as_deref()).map_err(|e| match e {
         SubscribeError::UserFull(limit) => {
             AppError::TooManyRequests(format!("this user already has {limit} open streams"))
         }
         SubscribeError::HubFull => AppError::Unavailable("the hub is at its connection limit; retry later".into()),
     })?;
-    let body = Body::from_stream(frames(subscription, state.streams, state.hub.shutdown_token()));
+    let body = Body::from_stream(frames(subscription, state.streams, listener.expires, state.hub.shutdown_token()));
     let headers = [
         (header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
@@ -72,13 +79,23 @@ fn require_utf8(query: &str) -> Result<(), AppError> {
 }
 
 /// Drives one stream: the subscription's bytes, a keep-alive comment after silence, and an end
-/// at the stream timeout, at shutdown, or when the reader fell too far behind.
+/// at the stream timeout, when its credential expires (`expires`, Unix seconds), at shutdown,
+/// or when the reader fell too far behind.
 fn frames(
     subscription: Subscription,
     settings: StreamSettings,
+    expires: Option<u64>,
     shutdown: CancellationToken,
 ) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
-    let deadline = settings.timeout.map(|t| Instant::now() + t);
+    let timeout = settings.timeout.map(|t| Instant::now() + t);
+    let expiry = expires.map(|exp| {
+        let left = SystemTime::UNIX_EPOCH + Duration::from_secs(exp);
+        Instant::now() + left.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO)
+    });
+    let deadline = match (timeout, expiry) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let pump = Pump { subscription, keep_alive: settings.keep_alive, deadline, shutdown };
     futures::stream::unfold(pump, |mut pump| async move {
         let chunk = tokio::select! {

@@ -1,0 +1,176 @@
+//! Authentication: tokens by query or header, one-time tickets, publisher tokens, expiry.
+
+mod common;
+
+use common::{start, Hub, PATIENCE};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tidings::auth::{issue_token, unix_now, Claims};
+
+const SECRET: &str = "test-secret";
+
+fn token(sub: Option<&str>, ttl_secs: i64, publish: bool) -> String {
+    let exp = (unix_now() as i64 + ttl_secs) as u64;
+    issue_token(SECRET, &Claims { sub: sub.map(Into::into), exp, publish }).unwrap()
+}
+
+async fn secured(extra: &[&str]) -> Hub {
+    let mut args = vec!["--jwt-secret", SECRET];
+    args.extend_from_slice(extra);
+    start(&args).await
+}
+
+/// GET a stream URL, returning the status and the JSON error (or Null for a stream).
+async fn open(hub: &Hub, query: &str, bearer: Option<&str>) -> (u16, Value) {
+    let mut request = hub.client.get(hub.url(&format!("/stream-sse?{query}")));
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    if status == 200 {
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        return (status, Value::Null);
+    }
+    assert_eq!(response.headers()["content-type"], "application/json", "errors come before any stream bytes");
+    (status, response.json().await.unwrap())
+}
+
+/// A token by query or header opens the stream for its `sub`; every bad token is 401, a
+/// differing `user` 403, each with the usual JSON error.
+#[tokio::test]
+async fn stream_tokens() {
+    let hub = secured(&[]).await;
+    let good = token(Some("amy"), 60, false);
+    assert_eq!(open(&hub, &format!("token={good}"), None).await.0, 200);
+    assert_eq!(open(&hub, &format!("user=amy&token={good}"), None).await.0, 200);
+    assert_eq!(open(&hub, "user=amy", Some(&good)).await.0, 200);
+    let mut stream = hub.subscribe(&format!("token={good}"), None).await;
+    assert_eq!(stream.next().await.data, "amy", "the stream is for the token's sub");
+
+    let other_secret =
+        issue_token("wrong", &Claims { sub: Some("amy".into()), exp: unix_now() + 60, publish: false }).unwrap();
+    let cases = [
+        ("user=amy".to_owned(), None, 401),
+        ("user=amy&token=garbage".to_owned(), None, 401),
+        (format!("token={other_secret}"), None, 401),
+        (format!("token={}", token(Some("amy"), -30, false)), None, 401),
+        ("user=amy".to_owned(), Some("garbage".to_owned()), 401),
+        (format!("user=bob&token={good}"), None, 403),
+        ("user=bob".to_owned(), Some(good.clone()), 403),
+    ];
+    for (query, bearer, expected) in cases {
+        let (status, error) = open(&hub, &query, bearer.as_deref()).await;
+        assert_eq!(status, expected, "{query} {bearer:?}");
+        assert!(error["error"].as_str().is_some_and(|e| !e.is_empty()), "{error}");
+    }
+    hub.stop().await;
+}
+
+/// A ticket opens exactly one stream, for its user, within its lifetime; it is never a token,
+/// and a token is never a ticket.
+#[tokio::test]
+async fn tickets_open_one_stream() {
+    let hub = secured(&["--ticket-ttl", "1s"]).await;
+    let amy = token(Some("amy"), 60, false);
+    let buy = || async {
+        let response = hub.client.post(hub.url("/api/tickets")).bearer_auth(&amy).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.unwrap()["ticket"].as_str().unwrap().to_owned()
+    };
+    let ticket = buy().await;
+    assert_eq!(open(&hub, &format!("ticket={ticket}&lastEventId=1-0"), None).await.0, 200);
+    assert_eq!(open(&hub, &format!("ticket={ticket}"), None).await.0, 401, "reused");
+    assert_eq!(open(&hub, "ticket=garbage", None).await.0, 401);
+    let for_amy = buy().await;
+    assert_eq!(open(&hub, &format!("user=bob&ticket={for_amy}"), None).await.0, 403);
+    let as_token = buy().await;
+    assert_eq!(open(&hub, &format!("token={as_token}"), None).await.0, 401, "a ticket is not a token");
+    assert_eq!(open(&hub, &format!("ticket={amy}"), None).await.0, 401, "a token is not a ticket");
+    let stale = buy().await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(open(&hub, &format!("ticket={stale}"), None).await.0, 401, "stale");
+
+    assert_eq!(hub.client.post(hub.url("/api/tickets")).send().await.unwrap().status(), 401);
+    hub.stop().await;
+}
+
+/// Publishing and listing users need a publisher token in the header.
+#[tokio::test]
+async fn publishing_needs_a_publisher() {
+    let hub = secured(&[]).await;
+    let body = json!({"to": "amy", "data": 1});
+    let post = |bearer: Option<String>| {
+        let mut request = hub.client.post(hub.url("/api/events")).json(&body);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(post(None).await.unwrap().status(), 401);
+    assert_eq!(post(Some("garbage".into())).await.unwrap().status(), 401);
+    let refused = post(Some(token(Some("amy"), 60, false))).await.unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(refused.json::<Value>().await.unwrap()["error"].is_string());
+    assert_eq!(post(Some(token(None, 60, true))).await.unwrap().status(), 202);
+
+    assert_eq!(hub.get_json("/api/users").await.0, 401);
+    let users = hub.client.get(hub.url("/api/users")).bearer_auth(token(None, 60, true)).send().await.unwrap();
+    assert_eq!(users.status(), 200);
+    assert_eq!(hub.get_json("/api/info").await.1["auth"], true);
+    hub.stop().await;
+}
+
+/// Each user's token stream gets that user's events only.
+#[tokio::test]
+async fn token_streams_get_their_own_events() {
+    let hub = secured(&[]).await;
+    let publisher = token(None, 60, true);
+    let mut amy = hub.subscribe(&format!("token={}", token(Some("amy"), 60, false)), None).await.welcomed().await;
+    let mut bob = hub.subscribe(&format!("token={}", token(Some("bob"), 60, false)), None).await.welcomed().await;
+    for (to, data) in [("bob", "for bob"), ("amy", "for amy")] {
+        let response = hub
+            .client
+            .post(hub.url("/api/events"))
+            .bearer_auth(&publisher)
+            .json(&json!({"to": to, "data": data}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+    }
+    assert_eq!(amy.next().await.data, "for amy");
+    assert_eq!(bob.next().await.data, "for bob");
+    hub.stop().await;
+}
+
+/// A stream ends when its token expires.
+#[tokio::test]
+async fn streams_end_when_the_token_expires() {
+    let hub = secured(&["--keep-alive", "200ms"]).await;
+    let mut stream = hub.subscribe(&format!("token={}", token(Some("amy"), 2, false)), None).await.welcomed().await;
+    assert!(!stream.ends_within(Duration::from_millis(500)).await);
+    assert!(stream.ends_within(PATIENCE).await, "ended after exp");
+    hub.stop().await;
+}
+
+/// With auth on, CORS allows only listed origins, never `null` unless listed, never credentials.
+#[tokio::test]
+async fn cors_with_auth() {
+    let check = |hub: &Hub, origin: &'static str| {
+        let request = hub.client.get(hub.url("/healthz")).header("Origin", origin).send();
+        async move {
+            let response = request.await.unwrap();
+            assert!(response.headers().get("access-control-allow-credentials").is_none());
+            response.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap().to_owned())
+        }
+    };
+    let unlisted = secured(&[]).await;
+    assert_eq!(check(&unlisted, "http://any.test").await, None);
+    assert_eq!(check(&unlisted, "null").await, None);
+    unlisted.stop().await;
+    let listed = secured(&["--cors-origin", "http://good.test"]).await;
+    assert_eq!(check(&listed, "http://good.test").await.as_deref(), Some("http://good.test"));
+    assert_eq!(check(&listed, "null").await, None);
+    listed.stop().await;
+}
