@@ -64,6 +64,10 @@ pub(crate) struct Shared {
     pub connect_all: RwSignal<u32>,
     /// Keys of the panels that hold an open or opening connection.
     pub active: RwSignal<BTreeSet<u32>>,
+    /// Whether the hub wants tokens (from `GET /api/info`).
+    pub auth: RwSignal<bool>,
+    /// The token the publish form and the user list send, when the hub wants one.
+    pub publisher_token: RwSignal<String>,
 }
 
 /// Browsers open at most six HTTP/1.1 connections per origin; a seventh stream waits silently.
@@ -73,7 +77,12 @@ const SEED_USERS: [&str; 3] = ["Alpha User", "Beta User", "Theta User"];
 
 #[component]
 fn Console() -> impl IntoView {
-    let shared = Shared { connect_all: RwSignal::new(0), active: RwSignal::new(BTreeSet::new()) };
+    let shared = Shared {
+        connect_all: RwSignal::new(0),
+        active: RwSignal::new(BTreeSet::new()),
+        auth: RwSignal::new(false),
+        publisher_token: RwSignal::new(String::new()),
+    };
     provide_context(shared);
     let panels = RwSignal::new(
         SEED_USERS.iter().enumerate().map(|(i, user)| (i as u32 + 1, user.to_string())).collect::<Vec<_>>(),
@@ -93,6 +102,13 @@ fn Console() -> impl IntoView {
     // Effects run only in the browser: this marks the page as hydrated for tests and people.
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
+    Effect::new(move |_| {
+        leptos::task::spawn_local(async move {
+            if let Ok(info) = source::hub_info().await {
+                shared.auth.set(info.auth);
+            }
+        })
+    });
     let protocol = RwSignal::new(String::new());
     Effect::new(move |_| protocol.set(source::page_protocol()));
     let stalled = move || {
@@ -106,6 +122,11 @@ fn Console() -> impl IntoView {
                 <h1>"Tidings"</h1>
                 <button on:click=move |_| shared.connect_all.update(|n| *n += 1)>"Connect all"</button>
                 <button on:click=add_panel>"Add panel"</button>
+                <Show when=move || shared.auth.get()>
+                    <label class="publisher-token">
+                        "Publisher token " <input type="password" autocomplete="off" bind:value=shared.publisher_token/>
+                    </label>
+                </Show>
             </header>
             <Show when=stalled>
                 <p class="warning" role="alert">

@@ -1,7 +1,7 @@
 //! One panel: a user's stream, its state, and the table of what arrived (No, lastEventId, type,
 //! data), as in the original page — without its leaks: a panel holds one connection at most.
 
-use super::source::{self, Connection, SourceEvent};
+use super::source::{Connection, SourceEvent, StreamRequest, Transport};
 use super::{format::display_data, Shared};
 use crate::event::EventName;
 use leptos::prelude::*;
@@ -41,6 +41,8 @@ fn kind_class(kind: &str) -> &'static str {
 pub fn Panel(key: u32, initial_user: String, on_remove: Callback<u32>) -> impl IntoView {
     let shared = expect_context::<Shared>();
     let user = RwSignal::new(initial_user);
+    let token = RwSignal::new(String::new());
+    let transport = RwSignal::new(Transport::EventSource);
     let status = RwSignal::new(Status::Closed);
     let reconnects = RwSignal::new(0u32);
     let rows = RwSignal::new(VecDeque::<Row>::new());
@@ -84,8 +86,8 @@ pub fn Panel(key: u32, initial_user: String, on_remove: Callback<u32>) -> impl I
                 status.set(Status::Open);
                 push_row("open", String::new(), String::new());
             }
-            SourceEvent::Error { reconnecting } => {
-                push_row("error", String::new(), String::new());
+            SourceEvent::Error { reconnecting, reason } => {
+                push_row("error", String::new(), reason.unwrap_or_default());
                 if reconnecting {
                     reconnects.update(|n| *n += 1);
                     status.set(Status::Reconnecting);
@@ -100,7 +102,12 @@ pub fn Panel(key: u32, initial_user: String, on_remove: Callback<u32>) -> impl I
         };
         let mut listen = names.get_untracked();
         listen.push(EventName::GAP.to_owned());
-        match Connection::open(&source::stream_url(&user.get_untracked()), &listen, sink) {
+        let request = StreamRequest {
+            user: user.get_untracked(),
+            token: token.get_untracked(),
+            transport: transport.get_untracked(),
+        };
+        match Connection::open(request, &listen, sink) {
             Ok(opened) => {
                 connection.set_value(Some(opened));
                 status.set(Status::Connecting);
@@ -174,6 +181,20 @@ pub fn Panel(key: u32, initial_user: String, on_remove: Callback<u32>) -> impl I
                     next_no.set_value(1);
                 }>"Clear"</button>
                 <button aria-label=format!("Remove panel {key}") on:click=move |_| on_remove.run(key)>"×"</button>
+            </div>
+            <div class="panel-auth">
+                <Show when=move || shared.auth.get()>
+                    <label>"Token" <input type="password" autocomplete="off" bind:value=token/></label>
+                </Show>
+                <label>
+                    "Transport "
+                    <select on:change=move |ev| transport.set(Transport::from_key(&event_target_value(&ev)))>
+                        {Transport::ALL
+                            .into_iter()
+                            .map(|t| view! { <option value=t.key() selected=move || transport.get() == t>{t.label()}</option> })
+                            .collect_view()}
+                    </select>
+                </label>
             </div>
             <p class="status" aria-live="polite">"Stream: " <span class=move || format!("state {:?}", status.get()).to_lowercase()>{status_text}</span></p>
             <div class="names">

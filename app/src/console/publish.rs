@@ -1,7 +1,7 @@
 //! The publish form: `To` (a user, a comma list, or `*`), `Event`, `Data` (text or JSON), posted
 //! to `POST /api/events`. The hub's refusal is shown as the hub worded it.
 
-use super::source;
+use super::{source, Shared};
 use leptos::prelude::*;
 use serde_json::{json, Value};
 
@@ -34,11 +34,13 @@ pub fn PublishForm() -> impl IntoView {
     let event = RwSignal::new(String::from("message"));
     let data = RwSignal::new(String::from(r#"{"hello": "world"}"#));
     let outcome = RwSignal::new(None::<Outcome>);
+    let shared = expect_context::<Shared>();
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let body = request_body(&to.get_untracked(), &event.get_untracked(), &data.get_untracked());
+        let token = shared.publisher_token.get_untracked();
         leptos::task::spawn_local(async move {
-            outcome.set(Some(match source::publish(body).await {
+            outcome.set(Some(match source::publish(body, token).await {
                 Ok(ack) => Outcome::Sent(format!("Published {} to {} connection(s)", ack.id, ack.connections)),
                 Err(why) => Outcome::Refused(why),
             }));

@@ -1,6 +1,6 @@
 //! The live list of connected users, read from `GET /api/users` every two seconds.
 
-use super::source;
+use super::{source, Shared};
 use crate::event::UserConnections;
 use leptos::prelude::*;
 use std::time::Duration;
@@ -11,9 +11,11 @@ const REFRESH: Duration = Duration::from_secs(2);
 pub fn UserList() -> impl IntoView {
     let users = RwSignal::new(Vec::<UserConnections>::new());
     let failure = RwSignal::new(None::<String>);
+    let shared = expect_context::<Shared>();
     let refresh = move || {
+        let token = shared.publisher_token.get_untracked();
         leptos::task::spawn_local(async move {
-            match source::users().await {
+            match source::users(token).await {
                 Ok(list) => {
                     users.set(list);
                     failure.set(None);

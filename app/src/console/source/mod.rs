@@ -1,0 +1,269 @@
+//! The browser side of the console: a panel's stream (native `EventSource` or a `fetch` stream
+//! read with the SSE parser from [`crate::sse`]) and the hub's HTTP API through `gloo-net`. On
+//! the server these do nothing: the page is only rendered there.
+
+#[cfg(feature = "browser")]
+mod browser;
+
+use crate::event::{HubInfo, PublishAck, UserConnections};
+
+/// How a panel reaches its stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// A native `EventSource`; with a token, a one-time ticket goes in the URL, so no
+    /// long-lived token does.
+    EventSource,
+    /// A native `EventSource` with `?token=` in the URL (leaks into logs and history; here for
+    /// hubs that must accept it).
+    EventSourceToken,
+    /// A `fetch` stream that sends `Authorization: Bearer`, parsed in WASM.
+    Fetch,
+}
+
+impl Transport {
+    pub const ALL: [Transport; 3] = [Transport::EventSource, Transport::EventSourceToken, Transport::Fetch];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Transport::EventSource => "eventsource",
+            Transport::EventSourceToken => "eventsource-token",
+            Transport::Fetch => "fetch",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Transport::EventSource => "EventSource (ticket)",
+            Transport::EventSourceToken => "EventSource (?token=)",
+            Transport::Fetch => "fetch (Authorization header)",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Transport {
+        Transport::ALL.into_iter().find(|t| t.key() == key).unwrap_or(Transport::EventSource)
+    }
+}
+
+/// What a panel asks to open.
+#[cfg_attr(not(feature = "browser"), allow(dead_code))]
+#[derive(Clone, Debug)]
+pub struct StreamRequest {
+    pub user: String,
+    /// A subscriber token, or empty on an open hub.
+    pub token: String,
+    pub transport: Transport,
+}
+
+/// What a panel's connection reports.
+#[cfg_attr(not(feature = "browser"), allow(dead_code))]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceEvent {
+    Open,
+    /// The connection failed; `reconnecting` says whether it will be retried, `reason` what the
+    /// hub said when it refused.
+    Error {
+        reconnecting: bool,
+        reason: Option<String>,
+    },
+    /// A dispatched event: its type, data and the stream's last event id.
+    Message {
+        event: String,
+        data: String,
+        last_event_id: String,
+    },
+}
+
+/// The base URL of the hub: the page's own origin, or `?hub=` in the page's URL (for a console
+/// served from elsewhere, such as the Trunk build).
+#[cfg_attr(not(feature = "browser"), allow(dead_code))]
+pub fn hub_base() -> String {
+    #[cfg(feature = "browser")]
+    {
+        let hub = web_sys::window()
+            .and_then(|w| w.location().search().ok())
+            .and_then(|search| web_sys::UrlSearchParams::new_with_str(&search).ok())
+            .and_then(|params| params.get("hub"));
+        if let Some(hub) = hub {
+            return hub.trim_end_matches('/').to_owned();
+        }
+    }
+    String::new()
+}
+
+/// The protocol the page was loaded over (`http/1.1`, `h2`, ...), or empty when unknown.
+pub fn page_protocol() -> String {
+    #[cfg(feature = "browser")]
+    {
+        use wasm_bindgen::JsCast;
+        let entry = web_sys::window()
+            .and_then(|w| js_sys::Reflect::get(&w, &"performance".into()).ok())
+            .and_then(|perf| {
+                let get = js_sys::Reflect::get(&perf, &"getEntriesByType".into()).ok()?;
+                let get: js_sys::Function = get.dyn_into().ok()?;
+                get.call1(&perf, &"navigation".into()).ok()
+            })
+            .map(|entries| js_sys::Array::from(&entries).get(0));
+        if let Some(protocol) = entry
+            .and_then(|entry| js_sys::Reflect::get(&entry, &"nextHopProtocol".into()).ok())
+            .and_then(|p| p.as_string())
+        {
+            return protocol;
+        }
+    }
+    String::new()
+}
+
+/// The stream URL for `user` with extra query parameters, percent-encoded.
+#[cfg_attr(not(feature = "browser"), allow(dead_code))]
+pub fn stream_url(user: &str, extra: &[(&str, &str)]) -> String {
+    let mut url = format!("{}/stream-sse?", hub_base());
+    let mut first = true;
+    for (name, value) in std::iter::once(("user", user)).chain(extra.iter().copied()) {
+        if value.is_empty() {
+            continue;
+        }
+        if !first {
+            url.push('&');
+        }
+        first = false;
+        url.push_str(name);
+        url.push('=');
+        url.push_str(&percent_encode(value));
+    }
+    url
+}
+
+#[cfg_attr(not(feature = "browser"), allow(dead_code))]
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(feature = "browser")]
+pub use browser::Connection;
+
+/// On the server no connection is ever opened.
+#[cfg(not(feature = "browser"))]
+pub struct Connection;
+
+#[cfg(not(feature = "browser"))]
+impl Connection {
+    pub fn open(
+        _request: StreamRequest,
+        _names: &[String],
+        _sink: impl Fn(SourceEvent) + 'static,
+    ) -> Result<Self, String> {
+        Err("streams are opened in the browser".into())
+    }
+
+    pub fn listen(&mut self, _name: &str) {}
+}
+
+/// A request to the hub's API, with the publisher token when there is one.
+#[cfg(feature = "browser")]
+fn api(method: &str, path: &str, token: &str) -> gloo_net::http::RequestBuilder {
+    let url = format!("{}{path}", hub_base());
+    let builder = match method {
+        "POST" => gloo_net::http::Request::post(&url),
+        _ => gloo_net::http::Request::get(&url),
+    };
+    if token.is_empty() {
+        builder
+    } else {
+        builder.header("Authorization", &format!("Bearer {token}"))
+    }
+}
+
+/// The hub's error message for a refused request.
+#[cfg(feature = "browser")]
+async fn refusal(response: gloo_net::http::Response) -> String {
+    let status = response.status();
+    match response.json::<crate::event::ErrorBody>().await {
+        Ok(body) => body.error,
+        Err(_) => format!("the hub answered {status}"),
+    }
+}
+
+/// `POST /api/events`; the error is the hub's own message when it refuses.
+pub async fn publish(body: serde_json::Value, token: String) -> Result<PublishAck, String> {
+    #[cfg(feature = "browser")]
+    {
+        let response = api("POST", "/api/events", &token)
+            .json(&body)
+            .map_err(|e| e.to_string())?
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if response.ok() {
+            return response.json::<PublishAck>().await.map_err(|e| e.to_string());
+        }
+        return Err(refusal(response).await);
+    }
+    #[cfg(not(feature = "browser"))]
+    {
+        let _ = (body, token);
+        Err("events are published from the browser".into())
+    }
+}
+
+/// `GET /api/users`.
+pub async fn users(token: String) -> Result<Vec<UserConnections>, String> {
+    #[cfg(feature = "browser")]
+    {
+        let response = api("GET", "/api/users", &token).send().await.map_err(|e| e.to_string())?;
+        if !response.ok() {
+            return Err(refusal(response).await);
+        }
+        return response.json().await.map_err(|e| e.to_string());
+    }
+    #[cfg(not(feature = "browser"))]
+    {
+        let _ = token;
+        Err("the user list is read in the browser".into())
+    }
+}
+
+/// `GET /api/info`: whether the hub wants tokens.
+pub async fn hub_info() -> Result<HubInfo, String> {
+    #[cfg(feature = "browser")]
+    {
+        let response = api("GET", "/api/info", "").send().await.map_err(|e| e.to_string())?;
+        if !response.ok() {
+            return Err(refusal(response).await);
+        }
+        return response.json().await.map_err(|e| e.to_string());
+    }
+    #[cfg(not(feature = "browser"))]
+    Err("the hub is asked from the browser".into())
+}
+
+/// `POST /api/tickets`: a one-time ticket for the token's user.
+#[cfg(feature = "browser")]
+async fn ticket(token: &str) -> Result<String, String> {
+    let response = api("POST", "/api/tickets", token).send().await.map_err(|e| e.to_string())?;
+    if !response.ok() {
+        return Err(refusal(response).await);
+    }
+    let body: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
+    body["ticket"].as_str().map(str::to_owned).ok_or_else(|| "the hub sent no ticket".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stream URLs carry the user and the credential, encoded, and leave out empty values.
+    #[test]
+    fn stream_urls_are_encoded() {
+        assert_eq!(stream_url("Alpha User", &[]), "/stream-sse?user=Alpha%20User");
+        assert_eq!(stream_url("a", &[("ticket", "t&x"), ("lastEventId", "")]), "/stream-sse?user=a&ticket=t%26x");
+        assert_eq!(stream_url("", &[("token", "abc")]), "/stream-sse?token=abc");
+    }
+}
