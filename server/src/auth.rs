@@ -265,8 +265,9 @@ mod tests {
     fn tickets_are_single_use() {
         let auth = auth();
         let ticket = auth.issue_ticket(&bearer(&token(Some("amy"), 60, false))).unwrap();
-        let with =
-            |ticket: &str, user: Option<&'static str>| StreamCredentials { user, token: None, ticket: Some(ticket) };
+        fn with<'a>(ticket: &'a str, user: Option<&'a str>) -> StreamCredentials<'a> {
+            StreamCredentials { user, token: None, ticket: Some(ticket) }
+        }
         let listener = auth.stream_listener(&HeaderMap::new(), with(&ticket, None), "empty").unwrap();
         assert_eq!(listener.user.as_str(), "amy");
         assert_eq!(status(auth.stream_listener(&HeaderMap::new(), with(&ticket, None), "empty")), 401);

@@ -1,4 +1,6 @@
 //! `/api/users`, `/healthz`, `/metrics`, and JSON errors outside the stream and publish routes.
+// Helpers outside #[test] functions unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,4 +1,6 @@
 //! `POST /api/events`: what is accepted, how data reaches the client, and every refusal.
+// Helpers outside #[test] functions unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,4 +1,6 @@
 //! `GET /stream-sse`: the wire order, headers, names, replay, gaps, timers and limits.
+// Helpers outside #[test] functions unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -2,8 +2,8 @@
 //! spec-faithful parser from `app::sse` (checked against the WHATWG rules and against
 //! eventsource-stream in `app`; eventsource-stream itself mishandles NUL in data, which the
 //! hostile-string tests send). Each test starts its own hub with the flags it needs.
-// Each test binary uses a part of these helpers; a failed unwrap here is a failed test.
-#![allow(dead_code, clippy::unwrap_used)]
+// Each test binary uses a part of these helpers.
+#![allow(dead_code)]
 
 use clap::Parser as _;
 use futures::StreamExt;

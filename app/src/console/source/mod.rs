@@ -192,55 +192,53 @@ async fn refusal(response: gloo_net::http::Response) -> String {
 }
 
 /// `POST /api/events`; the error is the hub's own message when it refuses.
+#[cfg(feature = "browser")]
 pub async fn publish(body: serde_json::Value, token: String) -> Result<PublishAck, String> {
-    #[cfg(feature = "browser")]
-    {
-        let response = api("POST", "/api/events", &token)
-            .json(&body)
-            .map_err(|e| e.to_string())?
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if response.ok() {
-            return response.json::<PublishAck>().await.map_err(|e| e.to_string());
-        }
+    let response = api("POST", "/api/events", &token)
+        .json(&body)
+        .map_err(|e| e.to_string())?
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !response.ok() {
         return Err(refusal(response).await);
     }
-    #[cfg(not(feature = "browser"))]
-    {
-        let _ = (body, token);
-        Err("events are published from the browser".into())
-    }
+    response.json::<PublishAck>().await.map_err(|e| e.to_string())
 }
 
 /// `GET /api/users`.
+#[cfg(feature = "browser")]
 pub async fn users(token: String) -> Result<Vec<UserConnections>, String> {
-    #[cfg(feature = "browser")]
-    {
-        let response = api("GET", "/api/users", &token).send().await.map_err(|e| e.to_string())?;
-        if !response.ok() {
-            return Err(refusal(response).await);
-        }
-        return response.json().await.map_err(|e| e.to_string());
+    let response = api("GET", "/api/users", &token).send().await.map_err(|e| e.to_string())?;
+    if !response.ok() {
+        return Err(refusal(response).await);
     }
-    #[cfg(not(feature = "browser"))]
-    {
-        let _ = token;
-        Err("the user list is read in the browser".into())
-    }
+    response.json().await.map_err(|e| e.to_string())
 }
 
 /// `GET /api/info`: whether the hub wants tokens.
+#[cfg(feature = "browser")]
 pub async fn hub_info() -> Result<HubInfo, String> {
-    #[cfg(feature = "browser")]
-    {
-        let response = api("GET", "/api/info", "").send().await.map_err(|e| e.to_string())?;
-        if !response.ok() {
-            return Err(refusal(response).await);
-        }
-        return response.json().await.map_err(|e| e.to_string());
+    let response = api("GET", "/api/info", "").send().await.map_err(|e| e.to_string())?;
+    if !response.ok() {
+        return Err(refusal(response).await);
     }
-    #[cfg(not(feature = "browser"))]
+    response.json().await.map_err(|e| e.to_string())
+}
+
+// On the server the page is only rendered: these are never called there.
+#[cfg(not(feature = "browser"))]
+pub async fn publish(_body: serde_json::Value, _token: String) -> Result<PublishAck, String> {
+    Err("events are published from the browser".into())
+}
+
+#[cfg(not(feature = "browser"))]
+pub async fn users(_token: String) -> Result<Vec<UserConnections>, String> {
+    Err("the user list is read in the browser".into())
+}
+
+#[cfg(not(feature = "browser"))]
+pub async fn hub_info() -> Result<HubInfo, String> {
     Err("the hub is asked from the browser".into())
 }
 
