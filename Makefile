@@ -18,7 +18,7 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 TOOL_BUILD := CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=1
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := chromium
+APT_PACKAGES := chromium openssl
 
 .PHONY: help setup setup-rust setup-cargo-leptos setup-wasm-bindgen setup-npm setup-apt \
         run test check lint unit release e2e clean
@@ -75,7 +75,7 @@ run: setup
 	cargo leptos watch
 
 release: setup
-	cargo leptos build --release
+	cargo leptos build --release --precompress --bin-features embed
 
 ## ---------------------------------------------------------------- checks
 

@@ -30,16 +30,23 @@ export async function publish(page: Page, base: string, body: unknown) {
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
+export const RELEASE_BINARY = path.join(ROOT, 'target/release/tidings');
+
 /** Starts a hub of our own (for tests that stop it) and waits until it answers. */
-export async function startHub(port: number, args: string[] = []): Promise<ChildProcess> {
-  const child = spawn(path.join(ROOT, 'target/release/tidings'), ['--addr', `127.0.0.1:${port}`, ...args], {
-    cwd: ROOT,
+export async function startHub(
+  port: number,
+  args: string[] = [],
+  options: { binary?: string; cwd?: string; scheme?: 'http' | 'https' } = {},
+): Promise<ChildProcess> {
+  const child = spawn(options.binary ?? RELEASE_BINARY, ['--addr', `127.0.0.1:${port}`, ...args], {
+    cwd: options.cwd ?? ROOT,
     stdio: 'ignore',
   });
+  const scheme = options.scheme ?? 'http';
   const deadline = Date.now() + 15_000;
   for (;;) {
     try {
-      const r = await fetch(`http://127.0.0.1:${port}/healthz`);
+      const r = await fetch(`${scheme}://127.0.0.1:${port}/healthz`);
       if (r.ok) return child;
     } catch {
       // not up yet

@@ -69,6 +69,14 @@ pub struct Config {
     #[arg(long, env = "TIDINGS_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
 
+    /// Certificate chain (PEM): serve HTTPS, with HTTP/2 and HTTP/1.1 (needs --tls-key).
+    #[arg(long, env = "TIDINGS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) for --tls-cert.
+    #[arg(long, env = "TIDINGS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Log lines as text or as JSON objects; filter them with RUST_LOG.
     #[arg(long, env = "TIDINGS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

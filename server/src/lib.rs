@@ -1,6 +1,7 @@
 //! Tidings: a Server-Sent Events hub with replay, a publish API and a live console.
 //!
 //! # Layout
+//! - [`assets`]: the console's built files, embedded in release binaries.
 //! - [`auth`]: tokens, tickets and who may listen or publish.
 //! - [`config`]: every setting, read once from flags and `TIDINGS_*` variables.
 //! - [`hub`]: connected streams, the history, and publishing.
@@ -10,6 +11,7 @@
 //! - [`telemetry`]: logging, with secrets redacted.
 //! - [`limits`]: the file-descriptor limit and the connection ceiling derived from it.
 
+pub mod assets;
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -83,6 +85,10 @@ pub async fn serve(
     let router = routes::app(state, &config);
     tracing::info!(addr = %listener.local_addr()?, max_connections, "listening");
 
+    if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+        let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
+        return serve_tls(listener, tls, router, hub, shutdown).await;
+    }
     let stopping = hub.shutdown_token();
     // Events are small and latency matters: no Nagle delay on stream sockets.
     let listener = listener.tap_io(|tcp| {
@@ -100,4 +106,23 @@ pub async fn serve(
             Ok(())
         }
     }
+}
+
+/// HTTPS with HTTP/2 and HTTP/1.1 (negotiated by ALPN), through rustls.
+async fn serve_tls(
+    listener: TcpListener,
+    tls: axum_server::tls_rustls::RustlsConfig,
+    router: axum::Router,
+    hub: Hub,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: ending every stream");
+        hub.shutdown();
+        stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
+    });
+    axum_server::from_tcp_rustls(listener.into_std()?, tls)?.handle(handle).serve(router.into_make_service()).await
 }

@@ -61,13 +61,13 @@ pub fn app(state: AppState, config: &Config) -> Router {
         .route("/info", get(ops::info))
         .fallback(|| async { AppError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed });
-    Router::new()
+    let router = Router::new()
         .route("/stream-sse", get(stream::stream))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .nest("/api", api)
-        .leptos_routes(&state, generate_route_list(App), move || shell(options.clone()))
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .leptos_routes(&state, generate_route_list(App), move || shell(options.clone()));
+    crate::assets::serve_site(router)
         .layer(cors(&config.cors_origin, config.jwt_secret.is_some()))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
             tracing::debug_span!("request", method = %request.method(), uri = %redact_query(request.uri()))
