@@ -7,6 +7,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 CARGO_LEPTOS_VERSION := 0.3.11
+# 0.22 needs rustc 1.96.1.
+TRUNK_VERSION := 0.21.14
 # The wasm-bindgen CLI must equal the wasm-bindgen crate in Cargo.lock, so read it from there.
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/[^0-9.]/, "", $$0); print; exit }' Cargo.lock)
 
@@ -18,19 +20,20 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 TOOL_BUILD := CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=1
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := chromium openssl
+APT_PACKAGES := chromium openssl systemd redis-server
 
-.PHONY: help setup setup-rust setup-cargo-leptos setup-wasm-bindgen setup-npm setup-apt \
-        run test check lint unit release e2e clean
+.PHONY: help setup setup-rust setup-cargo-leptos setup-wasm-bindgen setup-trunk setup-npm setup-apt \
+        run test lint unit release dist e2e deploy-check clean
 
 help:
 	@echo "make run      install what is missing, then serve the console at http://127.0.0.1:8080 (cargo leptos watch)"
 	@echo "make test     install what is missing, then run every check"
-	@echo "make release  build target/release/tidings and the release site"
+	@echo "make release  build target/release/tidings, one binary with the console embedded"
+	@echo "make dist     build the client-only console with Trunk into dist/"
 
 ## ---------------------------------------------------------------- set-up (idempotent)
 
-setup: setup-rust setup-cargo-leptos setup-wasm-bindgen setup-npm setup-apt
+setup: setup-rust setup-cargo-leptos setup-wasm-bindgen setup-trunk setup-npm setup-apt
 
 setup-rust:
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
@@ -50,6 +53,11 @@ setup-wasm-bindgen:
 	@if wasm-bindgen --version 2>/dev/null | grep -qx "wasm-bindgen $(WASM_BINDGEN_VERSION)"; then exit 0; fi; \
 	 echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION) (about 4 minutes)"; \
 	 $(TOOL_BUILD) cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --force
+
+setup-trunk:
+	@if trunk --version 2>/dev/null | grep -qx "trunk $(TRUNK_VERSION)"; then exit 0; fi; \
+	 echo "installing trunk $(TRUNK_VERSION) (about 9 minutes)"; \
+	 $(TOOL_BUILD) cargo install trunk --version $(TRUNK_VERSION) --locked
 
 # wasm-opt comes from npm (binaryen 132): Debian's binaryen makes a wasm that breaks hydration.
 setup-npm: tools/node_modules/.installed end2end/node_modules/.installed
@@ -74,18 +82,23 @@ setup-apt:
 run: setup
 	cargo leptos watch
 
+# --precompress builds the site before the server, which embeds it (feature `embed`).
 release: setup
 	cargo leptos build --release --precompress --bin-features embed
 
+# The client-only console (Trunk) in dist/; --offline: every tool is already installed.
+dist: setup
+	trunk build --release --offline
+
 ## ---------------------------------------------------------------- checks
 
-test: setup lint unit release e2e
+test: setup lint unit release dist e2e deploy-check
 
 lint:
 	cargo fmt --all --check
 	cargo clippy --locked -p server -p app --all-targets -- -D warnings
 	cargo clippy --locked -p frontend --target wasm32-unknown-unknown -- -D warnings
-	cargo clippy --locked -p app --features csr --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy --locked -p frontend --no-default-features --features csr --target wasm32-unknown-unknown -- -D warnings
 
 unit:
 	cargo test --locked -p app -p server
@@ -93,6 +106,12 @@ unit:
 e2e:
 	cd end2end && npx playwright test
 
+# The systemd unit must load: verify it against the binary just built.
+deploy-check: release
+	@unit=$$(mktemp -d)/tidings.service; \
+	 sed 's#/usr/local/bin/tidings#$(CURDIR)/target/release/tidings#' deploy/tidings.service > $$unit; \
+	 systemd-analyze verify $$unit && echo "deploy/tidings.service verifies"
+
 clean:
 	cargo clean
-	rm -rf tools/node_modules end2end/node_modules end2end/test-results
+	rm -rf dist tools/node_modules end2end/node_modules end2end/test-results

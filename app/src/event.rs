@@ -142,6 +142,14 @@ impl Recipients {
         }
     }
 
+    /// The `to` field as JSON: `"*"` or a list of names.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Recipients::All => Value::String("*".into()),
+            Recipients::Users(users) => Value::Array(users.iter().map(|u| Value::String(u.0.clone())).collect()),
+        }
+    }
+
     /// Parses the `to` field: `"alice"`, `["alice", "bob"]` or `"*"`.
     fn from_json(value: &Value) -> Result<Self, String> {
         let names: Vec<&str> = match value {
@@ -181,6 +189,11 @@ pub struct PublishRequest {
 }
 
 impl PublishRequest {
+    /// The request as JSON, as stores keep it; [`PublishRequest::from_json`] reads it back.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({ "to": self.to.to_json(), "event": self.event.as_str(), "data": self.data })
+    }
+
     /// Validates a parsed JSON body, with an error message fit to show the publisher.
     pub fn from_json(value: &Value) -> Result<Self, String> {
         let Value::Object(fields) = value else {
@@ -208,8 +221,10 @@ impl PublishRequest {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PublishAck {
     pub id: String,
-    /// How many open streams the event was written to right away.
-    pub connections: usize,
+    /// How many open streams the event was written to right away; unknown (absent) in a
+    /// cluster, where other nodes deliver it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<usize>,
 }
 
 /// One row of `GET /api/users`.
@@ -298,6 +313,8 @@ mod tests {
         assert_eq!(all.to, Recipients::All);
         assert_eq!(all.data, r#"{"a":[1,2]}"#);
         let many = PublishRequest::from_json(&json!({"to": ["a", "b", "a"], "data": 1})).unwrap();
+        assert_eq!(PublishRequest::from_json(&many.to_json()).unwrap(), many, "stores read back what they wrote");
+        assert_eq!(PublishRequest::from_json(&all.to_json()).unwrap(), all);
         assert_eq!(many.to, Recipients::Users(vec![UserName::new("a").unwrap(), UserName::new("b").unwrap()]));
     }
 

@@ -65,6 +65,14 @@ pub struct Config {
     #[arg(long, env = "TIDINGS_CORS_ORIGIN", value_delimiter = ',')]
     pub cors_origin: Vec<String>,
 
+    /// Keep the history in a database file in this directory, so it survives restarts.
+    #[arg(long, env = "TIDINGS_DATA_DIR", conflicts_with = "redis_url")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Join a cluster: keep the history in this Redis (redis://host:port) shared by every node.
+    #[arg(long, env = "TIDINGS_REDIS_URL")]
+    pub redis_url: Option<String>,
+
     /// Folder of the console's built files (HTML, WASM, JS, CSS).
     #[arg(long, env = "TIDINGS_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,

@@ -1,11 +1,19 @@
 //! The hub: who is connected, what was published, and the one path every event takes — an id,
 //! one encoding, the history, then every matching stream's outbox.
 //!
+//! Where events are kept is the store's business: in memory, in a file (`file`), or in Redis
+//! shared by a cluster (`redis`). Whatever the store, events reach streams through
+//! [`Hub::apply`], in id order.
+//!
 //! - `history`: the retained events and where a replay starts.
 //! - `outbox`: one stream's bounded queue of bytes.
+//! - `file`: the embedded database store, with group commit.
+//! - `redis`: the cluster store on Redis Streams.
 
+mod file;
 mod history;
 mod outbox;
+mod redis;
 
 use app::event::{EventId, EventName, GapNotice, PublishAck, PublishRequest, UserConnections, UserName};
 use app::sse;
@@ -17,6 +25,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
+
+/// Where the history lives, chosen at start-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreConfig {
+    Memory,
+    /// A database file in this directory; survives restarts.
+    File(std::path::PathBuf),
+    /// A Redis URL; every node of a cluster shares it.
+    Redis(String),
+}
+
+/// Why a publish was not stored (503: nothing was accepted).
+#[derive(Debug)]
+pub struct StoreUnavailable(pub String);
 
 /// The limits the hub enforces.
 #[derive(Clone, Debug)]
@@ -35,6 +57,7 @@ pub struct Hub {
 }
 
 struct Shared {
+    store: Store,
     // A std mutex: every section under it is short and synchronous (assign an id, append bytes
     // to outboxes), and it is never held across an await.
     state: Mutex<State>,
@@ -44,8 +67,19 @@ struct Shared {
     shutdown: CancellationToken,
 }
 
+/// The store behind the hub's publish path.
+enum Store {
+    Memory,
+    File(file::FileStore),
+    Redis(redis::RedisStore),
+}
+
 struct State {
+    /// The newest id applied (delivered and in the history): the cursor streams are given.
     newest: EventId,
+    /// The newest id handed out, which may not be applied yet (the file store assigns ids
+    /// before its write commits).
+    reserved: EventId,
     history: History,
     users: BTreeMap<UserName, Vec<Arc<Subscriber>>>,
     connections: usize,
@@ -79,10 +113,15 @@ fn now_millis() -> u64 {
 }
 
 impl Hub {
+    /// A hub keeping its history in memory.
     pub fn new(settings: HubSettings) -> Hub {
-        let start = EventId { millis: now_millis(), seq: 0 };
+        Hub::with_store(settings, Store::Memory, EventId { millis: now_millis(), seq: 0 })
+    }
+
+    fn with_store(settings: HubSettings, store: Store, start: EventId) -> Hub {
         let state = State {
             newest: start,
+            reserved: start,
             history: History::new(settings.history, start),
             users: BTreeMap::new(),
             connections: 0,
@@ -90,11 +129,29 @@ impl Hub {
         };
         Hub {
             shared: Arc::new(Shared {
+                store,
                 state: Mutex::new(state),
                 settings,
                 metrics: Metrics::default(),
                 shutdown: CancellationToken::new(),
             }),
+        }
+    }
+
+    /// Opens the configured store, loads the history it holds and starts its background task.
+    pub async fn open(settings: HubSettings, store: &StoreConfig) -> std::io::Result<Hub> {
+        match store {
+            StoreConfig::Memory => Ok(Hub::new(settings)),
+            StoreConfig::File(dir) => file::open(settings, dir).await,
+            StoreConfig::Redis(url) => redis::open(settings, url).await,
+        }
+    }
+
+    /// Whether the store can take events; `Err` says why not.
+    pub fn store_health(&self) -> Result<(), String> {
+        match &self.shared.store {
+            Store::Memory | Store::File(_) => Ok(()),
+            Store::Redis(redis) => redis.health(),
         }
     }
 
@@ -117,22 +174,74 @@ impl Hub {
         self.shared.shutdown.cancel();
     }
 
+    /// After [`Hub::shutdown`]: waits until the store has written what it accepted and closed.
+    pub async fn close(&self) {
+        if let Store::File(file) = &self.shared.store {
+            file.close().await;
+        }
+    }
+
     /// Resolves when the hub is shutting down.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shared.shutdown.clone()
     }
 
-    /// Assigns an id, stores the event and writes it to every matching stream. Never waits for
-    /// a subscriber: a stream whose outbox is full is cut off instead.
-    pub fn publish(&self, request: PublishRequest) -> PublishAck {
-        let max_queue = self.shared.settings.max_queue;
+    /// Stores the event and writes it to every matching stream. Never waits for a subscriber:
+    /// a stream whose outbox is full is cut off instead. `Err` means nothing was stored.
+    pub async fn publish(&self, request: PublishRequest) -> Result<PublishAck, StoreUnavailable> {
+        match &self.shared.store {
+            Store::Memory => {
+                let mut state = self.state();
+                let id = state.reserved.next(now_millis());
+                state.reserved = id;
+                let reached = self.apply_locked(&mut state, id, request, true);
+                drop(state);
+                Ok(PublishAck { id: id.to_string(), connections: Some(reached) })
+            }
+            Store::File(file) => file.publish(request).await,
+            Store::Redis(redis) => redis.publish(request).await,
+        }
+    }
+
+    /// Hands out `n` ids, in order, for events the caller applies later.
+    fn reserve(&self, n: usize) -> Vec<EventId> {
         let mut state = self.state();
-        let id = state.newest.next(now_millis());
+        (0..n)
+            .map(|_| {
+                let id = state.reserved.next(now_millis());
+                state.reserved = id;
+                id
+            })
+            .collect()
+    }
+
+    /// Applies stored events, in id order: history, then every matching stream. Returns how
+    /// many streams each reached. Ids not after the newest are skipped (a store re-reading).
+    fn apply(&self, events: impl IntoIterator<Item = (EventId, PublishRequest)>) -> Vec<usize> {
+        let mut state = self.state();
+        events.into_iter().map(|(id, request)| self.apply_locked(&mut state, id, request, true)).collect()
+    }
+
+    /// Loads events a store kept from before this process started: history only, not counted
+    /// as published.
+    fn restore(&self, events: impl IntoIterator<Item = (EventId, PublishRequest)>) {
+        let mut state = self.state();
+        for (id, request) in events {
+            self.apply_locked(&mut state, id, request, false);
+        }
+    }
+
+    fn apply_locked(&self, state: &mut State, id: EventId, request: PublishRequest, live: bool) -> usize {
+        if id <= state.newest {
+            return 0;
+        }
         state.newest = id;
+        state.reserved = state.reserved.max(id);
+        let max_queue = self.shared.settings.max_queue;
         let frame = Bytes::from(sse::event(Some(&id), &request.event, &request.data));
         let mut reached = 0;
         let mut dropped = 0;
-        let State { users, connections, .. } = &mut *state;
+        let State { users, connections, .. } = state;
         let mut deliver = |subscribers: &mut Vec<Arc<Subscriber>>| {
             subscribers.retain(|s| match s.outbox.push(&frame, max_queue) {
                 Ok(()) => {
@@ -155,11 +264,14 @@ impl Hub {
                 }
             }
         }
-        users.retain(|_, subscribers| !subscribers.is_empty());
-        *connections -= dropped;
+        if dropped > 0 {
+            users.retain(|_, subscribers| !subscribers.is_empty());
+            *connections -= dropped;
+        }
         state.history.push(Stored { id, to: request.to, frame });
-        drop(state);
-
+        if !live {
+            return reached;
+        }
         let metrics = &self.shared.metrics;
         metrics.published.fetch_add(1, Ordering::Relaxed);
         metrics.delivered.fetch_add(reached as u64, Ordering::Relaxed);
@@ -167,7 +279,7 @@ impl Hub {
             metrics.slow_consumers_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
             tracing::warn!(dropped, "closed streams whose readers fell more than --max-queue behind");
         }
-        PublishAck { id: id.to_string(), connections: reached }
+        reached
     }
 
     /// Opens a stream for `user`: the preamble (retry, welcome, cursor), the replay after

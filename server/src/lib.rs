@@ -24,7 +24,7 @@ pub mod ticker;
 use auth::Auth;
 use axum::serve::ListenerExt;
 use config::{timer, Config};
-use hub::{Hub, HubSettings};
+use hub::{Hub, HubSettings, StoreConfig};
 use leptos::prelude::LeptosOptions;
 use routes::{AppState, StreamSettings};
 use std::future::Future;
@@ -35,26 +35,32 @@ use tokio::net::TcpListener;
 /// bounds requests in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-/// Builds the state the router serves from the configuration.
-pub fn state(config: &Config, max_connections: usize) -> AppState {
-    let hub = Hub::new(HubSettings {
+/// Builds the state the router serves from the configuration, opening the history's store.
+pub async fn state(config: &Config, max_connections: usize) -> std::io::Result<AppState> {
+    let settings = HubSettings {
         history: config.history,
         retry: config.retry,
         max_queue: config.max_queue,
         max_per_user: config.max_connections_per_user,
         max_connections,
-    });
+    };
+    let store = match (&config.data_dir, &config.redis_url) {
+        (_, Some(url)) => StoreConfig::Redis(url.clone()),
+        (Some(dir), None) => StoreConfig::File(dir.clone()),
+        (None, None) => StoreConfig::Memory,
+    };
+    let hub = Hub::open(settings, &store).await?;
     let auth = match &config.jwt_secret {
         Some(secret) => Auth::with_secret(secret, config.ticket_ttl),
         None => Auth::open(),
     };
-    AppState {
+    Ok(AppState {
         hub,
         auth,
         streams: StreamSettings { keep_alive: timer(config.keep_alive), timeout: timer(config.stream_timeout) },
         max_data: config.max_data,
         leptos_options: leptos_options(config),
-    }
+    })
 }
 
 /// The console's build settings. cargo-leptos passes them as `LEPTOS_*` variables under
@@ -79,16 +85,31 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let max_connections = limits::max_connections(config.max_connections);
-    let state = state(&config, max_connections);
+    let state = state(&config, max_connections).await?;
     let hub = state.hub.clone();
     tokio::spawn(ticker::run(hub.clone(), timer(config.tick_interval)));
     let router = routes::app(state, &config);
     tracing::info!(addr = %listener.local_addr()?, max_connections, "listening");
 
-    if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+    let store = hub.clone();
+    let served = if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
         let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
-        return serve_tls(listener, tls, router, hub, shutdown).await;
-    }
+        serve_tls(listener, tls, router, hub, shutdown).await
+    } else {
+        serve_plain(listener, router, hub, shutdown).await
+    };
+    store.shutdown();
+    store.close().await;
+    served
+}
+
+/// HTTP/1.1 (and cleartext HTTP/2 with prior knowledge), through axum.
+async fn serve_plain(
+    listener: TcpListener,
+    router: axum::Router,
+    hub: Hub,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let stopping = hub.shutdown_token();
     // Events are small and latency matters: no Nagle delay on stream sockets.
     let listener = listener.tap_io(|tcp| {

@@ -2,50 +2,13 @@
 // Helpers outside #[test] functions unwrap too: a failure there is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{signal, spawn};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-/// Starts the binary on a free port and returns it with its address, read from its log.
-async fn spawn(args: &[&str]) -> (Child, String, tokio::sync::mpsc::UnboundedReceiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .args(["--addr", "127.0.0.1:0", "--tick-interval", "0", "--log-format", "json"])
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the tidings binary starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let addr = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let line = lines.next_line().await.unwrap().expect("the server logs before it exits");
-            let json: serde_json::Value = serde_json::from_str(&line).expect("log lines are JSON");
-            if json["message"] == "listening" {
-                return json["addr"].as_str().unwrap().to_owned();
-            }
-        }
-    })
-    .await
-    .expect("the server says where it listens");
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, format!("http://{addr}"), rx)
-}
-
-fn signal(child: &Child, name: &str) {
-    let pid = child.id().expect("still running").to_string();
-    let status = std::process::Command::new("kill").args([&format!("-{name}"), &pid]).status().unwrap();
-    assert!(status.success());
-}
+use tokio::process::Command;
 
 /// `--help` lists the flags; `--version` names the binary.
 #[tokio::test]

@@ -14,7 +14,7 @@ mod source;
 mod users;
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
     path,
@@ -25,8 +25,13 @@ use std::collections::BTreeSet;
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    // The hub serves the stylesheet cargo-leptos built; a Trunk build links its own.
+    #[cfg(not(feature = "csr"))]
+    let stylesheet = view! { <leptos_meta::Stylesheet id="leptos" href="/pkg/tidings.css"/> };
+    #[cfg(feature = "csr")]
+    let stylesheet = ();
     view! {
-        <Stylesheet id="leptos" href="/pkg/tidings.css"/>
+        {stylesheet}
         <Title text="Tidings — SSE console"/>
         <Router>
             <Routes fallback=|| "Page not found.".into_view()>

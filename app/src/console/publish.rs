@@ -41,7 +41,10 @@ pub fn PublishForm() -> impl IntoView {
         let token = shared.publisher_token.get_untracked();
         leptos::task::spawn_local(async move {
             outcome.set(Some(match source::publish(body, token).await {
-                Ok(ack) => Outcome::Sent(format!("Published {} to {} connection(s)", ack.id, ack.connections)),
+                Ok(ack) => Outcome::Sent(match ack.connections {
+                    Some(n) => format!("Published {} to {n} connection(s)", ack.id),
+                    None => format!("Published {}", ack.id),
+                }),
                 Err(why) => Outcome::Refused(why),
             }));
         });

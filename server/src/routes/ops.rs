@@ -4,7 +4,7 @@ use super::AppState;
 use crate::error::AppError;
 use app::event::UserConnections;
 use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use std::fmt::Write as _;
@@ -28,9 +28,12 @@ pub async fn info(State(state): State<AppState>) -> Json<app::event::HubInfo> {
     Json(app::event::HubInfo { auth: state.auth.enabled(), version: env!("CARGO_PKG_VERSION").into() })
 }
 
-/// `GET /healthz`.
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+/// `GET /healthz`: 200 when the hub can take events, 503 (saying why) when its store cannot.
+pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    match state.hub.store_health() {
+        Ok(()) => (StatusCode::OK, Json(serde_json::json!({ "status": "ok" }))),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "degraded", "error": why }))),
+    }
 }
 
 /// `GET /metrics`, in the Prometheus text format.

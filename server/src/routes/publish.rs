@@ -26,27 +26,31 @@ pub async fn publish(
     let value: Value =
         serde_json::from_slice(&body).map_err(|e| AppError::BadRequest(format!("malformed JSON: {e}")))?;
     match value {
-        Value::Array(items) => publish_batch(&state, &items),
+        Value::Array(items) => publish_batch(&state, &items).await,
         single => {
             let request = validate(&state, &single)?;
-            Ok((StatusCode::ACCEPTED, Json(state.hub.publish(request))).into_response())
+            let ack = state.hub.publish(request).await.map_err(|e| AppError::Unavailable(e.0))?;
+            Ok((StatusCode::ACCEPTED, Json(ack)).into_response())
         }
     }
 }
 
 /// Publishes each valid element; the answer lists, in order, an ack or the element's error.
-fn publish_batch(state: &AppState, items: &[Value]) -> Result<Response, AppError> {
+async fn publish_batch(state: &AppState, items: &[Value]) -> Result<Response, AppError> {
     if items.is_empty() {
         return Err(AppError::BadRequest("an empty batch publishes nothing".into()));
     }
-    let answers: Vec<Value> = items
-        .iter()
-        .map(|item| match validate(state, item) {
-            Ok(request) => serde_json::to_value(state.hub.publish(request)),
+    let mut answers = Vec::with_capacity(items.len());
+    for item in items {
+        let answer = match validate(state, item) {
+            Ok(request) => match state.hub.publish(request).await {
+                Ok(ack) => serde_json::to_value(ack),
+                Err(e) => serde_json::to_value(BatchError { status: 503, error: e.0 }),
+            },
             Err(e) => serde_json::to_value(BatchError { status: e.status().as_u16(), error: e.message() }),
-        })
-        .map(|v| v.unwrap_or(Value::Null))
-        .collect();
+        };
+        answers.push(answer.unwrap_or(Value::Null));
+    }
     Ok((StatusCode::ACCEPTED, Json(answers)).into_response())
 }
 

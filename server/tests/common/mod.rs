@@ -5,6 +5,8 @@
 // Each test binary uses a part of these helpers.
 #![allow(dead_code)]
 
+pub mod stores;
+
 use clap::Parser as _;
 use futures::StreamExt;
 use serde_json::Value;
@@ -212,4 +214,58 @@ impl Subscriber {
 pub fn id_parts(id: &str) -> (u64, u64) {
     let (millis, seq) = id.split_once('-').unwrap_or_else(|| panic!("bad id {id:?}"));
     (millis.parse().unwrap(), seq.parse().unwrap())
+}
+
+/// Starts the real `tidings` binary on a free port with `args`; returns it, its base URL and
+/// its later log lines (JSON), read from stderr.
+pub async fn spawn(args: &[&str]) -> (tokio::process::Child, String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["--addr", "127.0.0.1:0", "--tick-interval", "0", "--log-format", "json"])
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the tidings binary starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let addr = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("the server logs before it exits");
+            let json: serde_json::Value = serde_json::from_str(&line).expect("log lines are JSON");
+            if json["message"] == "listening" {
+                return json["addr"].as_str().unwrap().to_owned();
+            }
+        }
+    })
+    .await
+    .expect("the server says where it listens");
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, format!("http://{addr}"), rx)
+}
+
+/// Sends a signal (`TERM`, `KILL`, ...) to a child process by its PID.
+pub fn signal(child: &tokio::process::Child, name: &str) {
+    let pid = child.id().expect("still running").to_string();
+    let status = std::process::Command::new("kill").args([&format!("-{name}"), &pid]).status().unwrap();
+    assert!(status.success());
+}
+
+/// A handle on a hub started as a separate process (see [`spawn`]), for tests that kill it.
+pub fn remote(base: &str) -> Hub {
+    let (stop, _) = oneshot::channel();
+    Hub {
+        base: base.to_owned(),
+        stop: Some(stop),
+        task: tokio::spawn(async { Ok(()) }),
+        client: reqwest::Client::new(),
+    }
 }

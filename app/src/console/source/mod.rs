@@ -73,8 +73,8 @@ pub enum SourceEvent {
     },
 }
 
-/// The base URL of the hub: the page's own origin, or `?hub=` in the page's URL (for a console
-/// served from elsewhere, such as the Trunk build).
+/// The base URL of the hub: `?hub=` in the page's URL, else `TIDINGS_HUB` at build time (for a
+/// console served from elsewhere, such as the Trunk build), else the page's own origin.
 #[cfg_attr(not(feature = "browser"), allow(dead_code))]
 pub fn hub_base() -> String {
     #[cfg(feature = "browser")]
@@ -83,7 +83,7 @@ pub fn hub_base() -> String {
             .and_then(|w| w.location().search().ok())
             .and_then(|search| web_sys::UrlSearchParams::new_with_str(&search).ok())
             .and_then(|params| params.get("hub"));
-        if let Some(hub) = hub {
+        if let Some(hub) = hub.or_else(|| option_env!("TIDINGS_HUB").map(str::to_owned)) {
             return hub.trim_end_matches('/').to_owned();
         }
     }

@@ -1,0 +1,183 @@
+//! The cluster store: every node shares one Redis. A publish is an `XADD` to one stream (with
+//! `MAXLEN` for retention), so its id is Redis's `<millis>-<seq>`, increasing cluster-wide; each
+//! node follows the stream with `XREAD` and delivers to its own connections, keeping the
+//! retained events in memory for exact replay. If Redis goes away, streams stay open, publishing
+//! answers 503, and the follower resumes after the last id it applied: nothing lost or doubled.
+//!
+//! redis-rs: the standard Rust Redis client, async on tokio, with a reconnecting manager.
+
+use super::{EventId, Hub, HubSettings, PublishAck, PublishRequest, Store, StoreUnavailable};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::streams::{StreamRangeReply, StreamReadReply};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The Redis stream every node reads and writes.
+const STREAM_KEY: &str = "tidings:events";
+/// How long one `XREAD` waits for new entries.
+const BLOCK: Duration = Duration::from_secs(2);
+/// How long a command may take before Redis counts as unavailable.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// The wait between attempts to reach Redis again.
+const RETRY: Duration = Duration::from_millis(250);
+
+pub(super) struct RedisStore {
+    writer: ConnectionManager,
+    capacity: usize,
+    /// Whether the follower last reached Redis.
+    healthy: Arc<AtomicBool>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreUnavailable {
+    StoreUnavailable(format!("the event store (Redis) is unavailable: {e}"))
+}
+
+fn io_error(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(format!("redis: {e}"))
+}
+
+/// A stream entry as an event, or `None` for one this hub did not write.
+fn decode(id: &str, fields: &std::collections::HashMap<String, redis::Value>) -> Option<(EventId, PublishRequest)> {
+    let id = id.parse().ok()?;
+    let text = |name: &str| fields.get(name).and_then(|v| redis::from_redis_value::<String>(v.clone()).ok());
+    let json = serde_json::json!({
+        "to": serde_json::from_str::<serde_json::Value>(&text("to")?).ok()?,
+        "event": text("event")?,
+        "data": text("data")?,
+    });
+    PublishRequest::from_json(&json).ok().map(|request| (id, request))
+}
+
+/// Connects, loads the retained events, and starts following the stream.
+pub(super) async fn open(settings: HubSettings, url: &str) -> std::io::Result<Hub> {
+    let client = redis::Client::open(url).map_err(io_error)?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(COMMAND_TIMEOUT))
+        .set_response_timeout(Some(COMMAND_TIMEOUT))
+        .set_number_of_retries(1);
+    let mut writer = ConnectionManager::new_with_config(client.clone(), config).await.map_err(io_error)?;
+    let capacity = settings.history;
+    let newest_first: StreamRangeReply = redis::cmd("XREVRANGE")
+        .arg(STREAM_KEY)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(capacity.max(1))
+        .query_async(&mut writer)
+        .await
+        .map_err(io_error)?;
+    let events: Vec<_> = newest_first.ids.iter().rev().filter_map(|e| decode(&e.id, &e.map)).collect();
+    // Anything older than the oldest entry held was trimmed: a client that saw the entry just
+    // before it has missed nothing.
+    let floor = match events.first() {
+        Some((oldest, _)) if oldest.seq > 0 => EventId { millis: oldest.millis, seq: oldest.seq - 1 },
+        Some((oldest, _)) => EventId { millis: oldest.millis.saturating_sub(1), seq: u64::MAX },
+        None => EventId { millis: super::now_millis(), seq: 0 },
+    };
+    // Follow from the newest entry held, or from the very start of an empty stream: never `$`,
+    // which would miss entries added between two reads.
+    let last = events.last().map_or_else(|| "0-0".to_owned(), |(id, _)| id.to_string());
+    let healthy = Arc::new(AtomicBool::new(true));
+    let store = RedisStore { writer, capacity, healthy: Arc::clone(&healthy) };
+    let hub = Hub::with_store(settings, Store::Redis(store), floor);
+    let held = events.len();
+    hub.restore(events);
+    tracing::info!(events = held, "history loaded from Redis");
+    tokio::spawn(follow(hub.clone(), client, last, healthy));
+    Ok(hub)
+}
+
+impl RedisStore {
+    pub(super) async fn publish(&self, request: PublishRequest) -> Result<PublishAck, StoreUnavailable> {
+        let mut writer = self.writer.clone();
+        let id: String = redis::cmd("XADD")
+            .arg(STREAM_KEY)
+            .arg("MAXLEN")
+            .arg(self.capacity.max(1))
+            .arg("*")
+            .arg("to")
+            .arg(request.to.to_json().to_string())
+            .arg("event")
+            .arg(request.event.as_str())
+            .arg("data")
+            .arg(&request.data)
+            .query_async(&mut writer)
+            .await
+            .map_err(unavailable)?;
+        // Delivery, here as on every node, comes from following the stream.
+        Ok(PublishAck { id, connections: None })
+    }
+
+    pub(super) fn health(&self) -> Result<(), String> {
+        if self.healthy.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err("redis unavailable".into())
+        }
+    }
+}
+
+/// Reads the stream after `last` and applies each entry, until shutdown; reconnects whenever
+/// Redis goes away and resumes after the last id applied.
+async fn follow(hub: Hub, client: redis::Client, mut last: String, healthy: Arc<AtomicBool>) {
+    let shutdown = hub.shutdown_token();
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(COMMAND_TIMEOUT))
+        .set_response_timeout(Some(BLOCK + COMMAND_TIMEOUT));
+    loop {
+        let connected = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            connected = client.get_multiplexed_async_connection_with_config(&config) => connected,
+        };
+        let mut conn = match connected {
+            Ok(conn) => conn,
+            Err(cause) => {
+                if healthy.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(%cause, "redis unavailable; streams stay open, publishing answers 503");
+                }
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        loop {
+            let mut command = redis::cmd("XREAD");
+            command
+                .arg("COUNT")
+                .arg(1024)
+                .arg("BLOCK")
+                .arg(BLOCK.as_millis() as u64)
+                .arg("STREAMS")
+                .arg(STREAM_KEY)
+                .arg(&last);
+            let read = command.query_async::<Option<StreamReadReply>>(&mut conn);
+            let reply = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                reply = read => reply,
+            };
+            match reply {
+                Ok(reply) => {
+                    if !healthy.swap(true, Ordering::Relaxed) {
+                        tracing::info!("redis is back; resuming after {last}");
+                    }
+                    let entries = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
+                    let mut events = Vec::new();
+                    for entry in entries {
+                        if let Some(event) = decode(&entry.id, &entry.map) {
+                            events.push(event);
+                        }
+                        last = entry.id;
+                    }
+                    hub.apply(events);
+                }
+                Err(cause) => {
+                    if healthy.swap(false, Ordering::Relaxed) {
+                        tracing::warn!(%cause, "redis unavailable; streams stay open, publishing answers 503");
+                    }
+                    tokio::time::sleep(RETRY).await;
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Several nodes on one real `redis-server`: cross-node delivery and replay, Redis going away
+//! and coming back, and a node killed mid-stream.
+// Helpers outside #[test] functions unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::stores::RedisServer;
+use common::{id_parts, remote, signal, spawn, start, PATIENCE};
+use serde_json::json;
+use std::time::Duration;
+
+/// An event published on one node reaches the user's streams on every node.
+#[tokio::test]
+async fn publish_on_one_node_receive_on_another() {
+    let redis = RedisServer::start().await;
+    let a = start(&["--redis-url", &redis.url()]).await;
+    let b = start(&["--redis-url", &redis.url()]).await;
+    let mut on_b = b.subscribe("user=amy", None).await.welcomed().await;
+    let mut on_a = a.subscribe("user=amy", None).await.welcomed().await;
+    let (status, ack) = a.publish(json!({"to": "amy", "data": "via redis"})).await;
+    assert_eq!(status, 202);
+    let id = ack["id"].as_str().unwrap();
+    id_parts(id);
+    for stream in [&mut on_a, &mut on_b] {
+        let event = stream.next().await;
+        assert_eq!((event.id.as_str(), event.data.as_str()), (id, "via redis"));
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A client that reconnects to another node replays from the shared history, exactly.
+#[tokio::test]
+async fn replay_across_nodes() {
+    let redis = RedisServer::start().await;
+    let a = start(&["--redis-url", &redis.url()]).await;
+    let seen = a.publish_id(json!({"to": "amy", "data": "seen"})).await;
+    let missed = a.publish_id(json!({"to": "amy", "data": "missed"})).await;
+    // A node started later loads the history too.
+    let b = start(&["--redis-url", &redis.url()]).await;
+    let mut on_b = b.subscribe("user=amy", Some(&seen)).await.welcomed().await;
+    let event = on_b.next().await;
+    assert_eq!((event.id.as_str(), event.data.as_str()), (missed.as_str(), "missed"));
+    assert!(!on_b.raw().contains("event: gap"));
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Redis stops: streams stay open, publishing answers 503 with the JSON error, /healthz says
+/// so; Redis returns: the node resumes without a restart, nothing lost or doubled.
+#[tokio::test]
+async fn redis_outage_and_return() {
+    let mut redis = RedisServer::start().await;
+    let node = start(&["--redis-url", &redis.url(), "--keep-alive", "200ms"]).await;
+    let mut amy = node.subscribe("user=amy", None).await.welcomed().await;
+    let before = node.publish_id(json!({"to": "amy", "data": "before"})).await;
+    assert_eq!(amy.next().await.id, before);
+
+    redis.stop();
+    let (status, error) = node.publish(json!({"to": "amy", "data": "refused"})).await;
+    assert_eq!(status, 503, "{error}");
+    assert!(error["error"].as_str().unwrap().contains("unavailable"));
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while node.get_json("/healthz").await.0 != 503 {
+        assert!(tokio::time::Instant::now() < deadline, "/healthz never reported the outage");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!amy.ends_within(Duration::from_millis(500)).await, "streams stay open");
+
+    redis.restart().await;
+    let deadline = tokio::time::Instant::now() + PATIENCE * 2;
+    let after = loop {
+        let (status, ack) = node.publish(json!({"to": "amy", "data": "after"})).await;
+        if status == 202 {
+            break ack["id"].as_str().unwrap().to_owned();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "publishing never resumed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let event = amy.next().await;
+    assert_eq!((event.id.as_str(), event.data.as_str()), (after.as_str(), "after"), "not doubled, not lost");
+    assert_eq!(node.get_json("/healthz").await.0, 200);
+    node.stop().await;
+}
+
+/// A node is killed: its client reconnects to another node with Last-Event-ID and misses
+/// nothing.
+#[tokio::test]
+async fn killed_node_clients_resume_elsewhere() {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let (doomed, doomed_base, _) = spawn(&["--redis-url", &url]).await;
+    let survivor = start(&["--redis-url", &url]).await;
+    let mut amy = remote(&doomed_base).subscribe("user=amy", None).await.welcomed().await;
+    let seen = survivor.publish_id(json!({"to": "amy", "data": "seen"})).await;
+    assert_eq!(amy.next().await.id, seen);
+
+    signal(&doomed, "KILL");
+    assert!(amy.ends_within(PATIENCE).await);
+    let missed = survivor.publish_id(json!({"to": "amy", "data": "missed"})).await;
+    let mut again = survivor.subscribe("user=amy", Some(&seen)).await.welcomed().await;
+    let event = again.next().await;
+    assert_eq!((event.id.as_str(), event.data.as_str()), (missed.as_str(), "missed"));
+    survivor.stop().await;
+}
