@@ -23,13 +23,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := chromium openssl systemd redis-server
 
 .PHONY: help setup setup-rust setup-cargo-leptos setup-wasm-bindgen setup-trunk setup-npm setup-apt \
-        run test lint unit release dist e2e deploy-check clean
+        run test lint unit release dist e2e deploy-check bench bench-smoke setup-bench clean
 
 help:
 	@echo "make run      install what is missing, then serve the console at http://127.0.0.1:8080 (cargo leptos watch)"
 	@echo "make test     install what is missing, then run every check"
 	@echo "make release  build target/release/tidings, one binary with the console embedded"
 	@echo "make dist     build the client-only console with Trunk into dist/"
+	@echo "make bench    benchmark against nginx + nchan; writes BENCHMARKS.md (not part of make test)"
 
 ## ---------------------------------------------------------------- set-up (idempotent)
 
@@ -92,11 +93,11 @@ dist: setup
 
 ## ---------------------------------------------------------------- checks
 
-test: setup lint unit release dist e2e deploy-check
+test: setup lint unit release dist e2e deploy-check bench-smoke
 
 lint:
 	cargo fmt --all --check
-	cargo clippy --locked -p server -p app --all-targets -- -D warnings
+	cargo clippy --locked -p server -p app -p bench --all-targets -- -D warnings
 	cargo clippy --locked -p frontend --target wasm32-unknown-unknown -- -D warnings
 	cargo clippy --locked -p frontend --no-default-features --features csr --target wasm32-unknown-unknown -- -D warnings
 
@@ -111,6 +112,27 @@ deploy-check: release
 	@unit=$$(mktemp -d)/tidings.service; \
 	 sed 's#/usr/local/bin/tidings#$(CURDIR)/target/release/tidings#' deploy/tidings.service > $$unit; \
 	 systemd-analyze verify $$unit && echo "deploy/tidings.service verifies"
+
+## ---------------------------------------------------------------- benchmark (not part of `make test`)
+
+BENCH_APT := nginx libnginx-mod-nchan
+
+setup-bench:
+	@missing=""; for p in $(BENCH_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	 if [ -n "$$missing" ]; then \
+	   echo "installing Debian packages:$$missing"; \
+	   $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	 fi
+
+# Tidings against nginx + nchan, interleaved, three repetitions: writes BENCHMARKS.md and the chart.
+bench: release setup-bench
+	cargo build --locked --release -p bench
+	target/release/tidings-bench --subscribers 10000 --reps 3 --targets tidings,nchan
+
+# A few hundred streams through the load generator, so it cannot rot (part of `make test`).
+bench-smoke: release
+	cargo build --locked --release -p bench
+	target/release/tidings-bench --subscribers 300 --reps 1 --targets tidings --seconds 1 --out - > /dev/null
 
 clean:
 	cargo clean

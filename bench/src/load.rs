@@ -1,0 +1,193 @@
+//! The load itself: many SSE streams over raw TCP (no HTTP client per stream, so the generator
+//! stays cheap), each bound to a loopback source address of its own range so ports do not run
+//! out, and a minimal reader that finds the publish timestamp `"t":<nanos>` in what arrives.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpSocket;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// Streams per source address (each address has its own ephemeral port range).
+const STREAMS_PER_SOURCE: usize = 10_000;
+/// Connects in flight at once.
+const CONNECTS_IN_FLIGHT: usize = 256;
+
+pub fn now_nanos() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// What every stream reports.
+#[derive(Default)]
+pub struct Tally {
+    pub opened: AtomicUsize,
+    pub failed: AtomicUsize,
+    /// Events seen, across all streams.
+    pub events: AtomicU64,
+    /// Publish-to-arrival latencies (ns) while recording is on.
+    pub latencies: Mutex<Vec<u64>>,
+    pub recording: std::sync::atomic::AtomicBool,
+}
+
+pub struct Streams {
+    pub tally: Arc<Tally>,
+    tasks: JoinSet<()>,
+}
+
+/// Opens `n` streams to `server`, the i-th at `path(i)`; returns once all are open (or failed)
+/// or `deadline` passed, with the time it took.
+pub async fn open(
+    server: SocketAddr,
+    n: usize,
+    path: impl Fn(usize) -> String,
+    deadline: Duration,
+) -> (Streams, Duration) {
+    let tally = Arc::new(Tally::default());
+    let gate = Arc::new(Semaphore::new(CONNECTS_IN_FLIGHT));
+    let mut tasks = JoinSet::new();
+    let started = Instant::now();
+    for i in 0..n {
+        let source = Ipv4Addr::new(127, 0, 0, 2 + (i / STREAMS_PER_SOURCE) as u8);
+        let request = format!("GET {} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n", path(i));
+        let (tally, gate) = (Arc::clone(&tally), Arc::clone(&gate));
+        tasks.spawn(async move {
+            let permit = gate.acquire_owned().await;
+            match connect(source, server, &request).await {
+                Ok(stream) => {
+                    drop(permit);
+                    tally.opened.fetch_add(1, Ordering::Relaxed);
+                    read_events(stream, &tally).await;
+                }
+                Err(_) => {
+                    tally.failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    while tally.opened.load(Ordering::Relaxed) + tally.failed.load(Ordering::Relaxed) < n
+        && started.elapsed() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let took = started.elapsed();
+    (Streams { tally, tasks }, took)
+}
+
+/// Connects, sends the request and reads up to the end of a 200 response's headers.
+async fn connect(source: Ipv4Addr, server: SocketAddr, request: &str) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((source, 0)))?;
+    let mut stream = socket.connect(server).await?;
+    stream.set_nodelay(true)?;
+    stream.write_all(request.as_bytes()).await?;
+    let mut head = Vec::with_capacity(512);
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await? == 0 || head.len() > 8192 {
+            return Err(std::io::Error::other("closed before the headers ended"));
+        }
+        head.push(byte[0]);
+    }
+    if !head.starts_with(b"HTTP/1.1 200") {
+        return Err(std::io::Error::other(String::from_utf8_lossy(&head[..head.len().min(40)]).into_owned()));
+    }
+    Ok(stream)
+}
+
+/// Reads until the stream ends, counting events and, while recording, their latencies.
+async fn read_events(mut stream: tokio::net::TcpStream, tally: &Tally) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let arrived = now_nanos();
+        let chunk = &buf[..n];
+        let mut found = Vec::new();
+        let mut at = 0;
+        while let Some(pos) = find(&chunk[at..], b"\"t\":") {
+            let digits = &chunk[at + pos + 4..];
+            let end = digits.iter().position(|b| !b.is_ascii_digit()).unwrap_or(digits.len());
+            if let Ok(sent) = std::str::from_utf8(&digits[..end]).unwrap_or("").parse::<u64>() {
+                found.push(arrived.saturating_sub(sent));
+            }
+            at += pos + 4 + end;
+        }
+        if !found.is_empty() {
+            tally.events.fetch_add(found.len() as u64, Ordering::Relaxed);
+            if tally.recording.load(Ordering::Relaxed) {
+                if let Ok(mut latencies) = tally.latencies.lock() {
+                    latencies.extend(found);
+                }
+            }
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+impl Streams {
+    /// Closes every stream.
+    pub async fn close(mut self) {
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// `pid` and its children (nginx's worker is the master's child).
+fn family(pid: u32) -> Vec<u32> {
+    let mut pids = vec![pid];
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            if let Ok(children) = std::fs::read_to_string(task.path().join("children")) {
+                pids.extend(children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            }
+        }
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// The resident memory (bytes) of `pid` and its children, from /proc.
+pub fn rss_bytes(pid: u32) -> u64 {
+    family(pid)
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+        .filter_map(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?.to_owned();
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .sum::<u64>()
+        * 1024
+}
+
+/// CPU time (user + system, seconds) of `pid` and its children so far, from /proc.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    family(pid)
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .map(|stat| {
+            let after = stat.rsplit(')').next().unwrap_or("").to_owned();
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+            (ticks(11) + ticks(12)) / 100.0
+        })
+        .sum()
+}
+
+/// The p-th percentile (0–100) of `values`, sorted in place.
+pub fn percentile(values: &mut [u64], p: f64) -> u64 {
+    if values.is_empty() {
+        return 0;
+    }
+    values.sort_unstable();
+    let rank = ((p / 100.0) * (values.len() - 1) as f64).round() as usize;
+    values[rank.min(values.len() - 1)]
+}

@@ -1,0 +1,230 @@
+//! `tidings-bench`: runs the same scenarios against Tidings and nginx + nchan, interleaved and
+//! repeated, and writes a table of medians (with the ratio to nchan) and a latency chart.
+//! Loopback only; every loop is bounded in count and time. Exits non-zero when a stream could
+//! not open or a broadcast did not reach every stream, so a smoke run in `make test` catches rot.
+
+mod load;
+mod report;
+mod target;
+
+use clap::Parser;
+use load::{now_nanos, percentile};
+use report::{Metric, Results};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use target::{Kind, Running};
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmark Tidings against nginx + nchan on loopback")]
+struct Args {
+    /// Streams held in the main scenarios.
+    #[arg(long, default_value_t = 10_000)]
+    subscribers: usize,
+    /// Interleaved repetitions; the report gives medians.
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Hubs to measure: tidings, nchan.
+    #[arg(long, value_delimiter = ',', default_value = "tidings,nchan")]
+    targets: Vec<String>,
+    /// The Tidings binary.
+    #[arg(long, default_value = "target/release/tidings")]
+    tidings: PathBuf,
+    /// Where to write the Markdown report (`-`: standard output).
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    out: String,
+    /// Where to write the latency chart (SVG).
+    #[arg(long, default_value = "docs/bench-latency.svg")]
+    chart: PathBuf,
+    /// Seconds each throughput scenario runs.
+    #[arg(long, default_value_t = 3)]
+    seconds: u64,
+}
+
+const BROADCAST_ROUNDS: usize = 5;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let root = std::env::current_dir().unwrap_or_default();
+    let kinds: Vec<Kind> = args
+        .targets
+        .iter()
+        .filter_map(|t| match t.as_str() {
+            "tidings" => Some(Kind::Tidings),
+            "nchan" => Some(Kind::Nchan),
+            _ => None,
+        })
+        .collect();
+    let sizes: Vec<usize> =
+        [args.subscribers / 10, args.subscribers / 2, args.subscribers].into_iter().filter(|&n| n > 0).collect();
+    let mut results = Results::default();
+    let mut healthy = true;
+    for rep in 0..args.reps {
+        for (k, &kind) in kinds.iter().enumerate() {
+            let port = 18_000 + (rep * kinds.len() + k) as u16;
+            let hub = match target::start(kind, port, &args.tidings, &root).await {
+                Ok(hub) => hub,
+                Err(e) => {
+                    eprintln!("cannot start {}: {e}", kind.name());
+                    return std::process::ExitCode::FAILURE;
+                }
+            };
+            for &n in &sizes {
+                healthy &= scenario(&hub, n, n == args.subscribers, &args, &mut results).await;
+            }
+            hub.stop().await;
+            eprintln!("rep {} of {}: {} done", rep + 1, args.reps, kind.name());
+        }
+    }
+    let markdown = report::markdown(&results, &kinds, args.subscribers, args.reps);
+    let chart = report::chart(&results, &kinds, &sizes);
+    if args.out == "-" {
+        #[allow(clippy::print_stdout)] // the report is this mode's output
+        {
+            println!("{markdown}");
+        }
+    } else if let Err(e) = std::fs::write(&args.out, markdown).and_then(|()| std::fs::write(&args.chart, chart)) {
+        eprintln!("cannot write the report: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
+    if healthy {
+        std::process::ExitCode::SUCCESS
+    } else {
+        eprintln!("some streams did not open or some broadcasts were not fully delivered");
+        std::process::ExitCode::FAILURE
+    }
+}
+
+/// One scenario run at `n` streams; the full set only at the main size. Returns false when a
+/// stream failed to open or a broadcast did not reach all.
+async fn scenario(hub: &Running, n: usize, full: bool, args: &Args, results: &mut Results) -> bool {
+    let kind = hub.kind;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap_or_default();
+    let baseline = load::rss_bytes(hub.pid());
+    let (streams, took) = load::open(hub.addr, n, |i| hub.stream_path(i), Duration::from_secs(60)).await;
+    let tally = Arc::clone(&streams.tally);
+    let opened = tally.opened.load(Ordering::Relaxed);
+    let mut ok = opened == n;
+    if full {
+        results.add(kind, Metric::ConnectsPerSec, n, opened as f64 / took.as_secs_f64());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let per_stream = load::rss_bytes(hub.pid()).saturating_sub(baseline) as f64 / opened.max(1) as f64;
+        results.add(kind, Metric::RssPerStreamKb, n, per_stream / 1000.0);
+    }
+
+    // Broadcast latency: one event to every stream, a few times.
+    let mut latencies = Vec::new();
+    for _ in 0..BROADCAST_ROUNDS {
+        let before = tally.events.load(Ordering::Relaxed);
+        tally.latencies.lock().map(|mut l| l.clear()).ok();
+        tally.recording.store(true, Ordering::Relaxed);
+        ok &= hub.publish(&client, None, &format!(r#"{{"t":{}}}"#, now_nanos())).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tally.events.load(Ordering::Relaxed) < before + opened as u64 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tally.recording.store(false, Ordering::Relaxed);
+        ok &= tally.events.load(Ordering::Relaxed) >= before + opened as u64;
+        latencies.extend(tally.latencies.lock().map(|l| l.clone()).unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    results.add(kind, Metric::BroadcastP50Ms, n, percentile(&mut latencies, 50.0) as f64 / 1e6);
+    results.add(kind, Metric::BroadcastP99Ms, n, percentile(&mut latencies, 99.0) as f64 / 1e6);
+
+    if full {
+        let window = Duration::from_secs(args.seconds);
+        let before = tally.events.load(Ordering::Relaxed);
+        let cpu = load::cpu_seconds(hub.pid());
+        let (accepted, rate) = sustained(hub, &client, &tally, window).await;
+        results.add(kind, Metric::DeliveriesPerSec, n, rate);
+        results.add(kind, Metric::HubCpuPct, n, 100.0 * (load::cpu_seconds(hub.pid()) - cpu) / window.as_secs_f64());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let expected = (accepted * opened as u64).max(1);
+        let delivered = tally.events.load(Ordering::Relaxed) - before;
+        results.add(kind, Metric::SustainedDeliveredPct, n, 100.0 * delivered as f64 / expected as f64);
+        results.add(kind, Metric::UnicastPerSec, n, unicast(hub, &client, n, window).await);
+        if kind == Kind::Tidings {
+            results.add(kind, Metric::BatchEventsPerSec, n, batches(hub, &client, n, window).await);
+        }
+    }
+    streams.close().await;
+    ok
+}
+
+/// Broadcasts as fast as 4 publishers can for `window`; returns events accepted and the
+/// deliveries per second the streams saw.
+async fn sustained(hub: &Running, client: &reqwest::Client, tally: &load::Tally, window: Duration) -> (u64, f64) {
+    let accepted = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let before = tally.events.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let publisher = || async {
+        while !stop.load(Ordering::Relaxed) {
+            if hub.publish(client, None, &format!(r#"{{"t":{}}}"#, now_nanos())).await {
+                accepted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    };
+    let timer = async {
+        tokio::time::sleep(window).await;
+        stop.store(true, Ordering::Relaxed);
+    };
+    tokio::join!(publisher(), publisher(), publisher(), publisher(), timer);
+    let delivered = tally.events.load(Ordering::Relaxed) - before;
+    (accepted.load(Ordering::Relaxed), delivered as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Single-user publishes from 32 concurrent publishers for `window`: accepted per second.
+async fn unicast(hub: &Running, client: &reqwest::Client, users: usize, window: Duration) -> f64 {
+    let accepted = AtomicU64::new(0);
+    let started = Instant::now();
+    let publisher = |p: usize| {
+        let accepted = &accepted;
+        async move {
+            let mut i = p;
+            while started.elapsed() < window {
+                if hub.publish(client, Some(i % users), &format!(r#"{{"t":{}}}"#, now_nanos())).await {
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                }
+                i += 32;
+            }
+        }
+    };
+    futures_join_all((0..32).map(publisher)).await;
+    accepted.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Batches of 1,000 single-user events from 4 publishers for `window`: events per second.
+async fn batches(hub: &Running, client: &reqwest::Client, users: usize, window: Duration) -> f64 {
+    let accepted = AtomicU64::new(0);
+    let started = Instant::now();
+    let publisher = |p: usize| {
+        let accepted = &accepted;
+        async move {
+            let mut first = p * 1000;
+            while started.elapsed() < window {
+                accepted.fetch_add(hub.publish_batch(client, first, 1000, users).await as u64, Ordering::Relaxed);
+                first += 4000;
+            }
+        }
+    };
+    futures_join_all((0..4).map(publisher)).await;
+    accepted.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Runs futures concurrently on this task and waits for all.
+async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: impl Iterator<Item = F>) {
+    let mut set: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    std::future::poll_fn(|cx| {
+        set.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if set.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}

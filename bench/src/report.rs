@@ -1,0 +1,184 @@
+//! Medians of the repetitions, as a Markdown table with the ratio to nchan, and a chart of
+//! broadcast latency against subscriber count (SVG).
+
+use crate::target::Kind;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Metric {
+    RssPerStreamKb,
+    ConnectsPerSec,
+    BroadcastP50Ms,
+    BroadcastP99Ms,
+    DeliveriesPerSec,
+    SustainedDeliveredPct,
+    HubCpuPct,
+    UnicastPerSec,
+    BatchEventsPerSec,
+}
+
+impl Metric {
+    const TABLE: [Metric; 9] = [
+        Metric::RssPerStreamKb,
+        Metric::ConnectsPerSec,
+        Metric::BroadcastP50Ms,
+        Metric::BroadcastP99Ms,
+        Metric::DeliveriesPerSec,
+        Metric::SustainedDeliveredPct,
+        Metric::HubCpuPct,
+        Metric::UnicastPerSec,
+        Metric::BatchEventsPerSec,
+    ];
+
+    fn header(self) -> &'static str {
+        match self {
+            Metric::RssPerStreamKb => "RSS per idle stream (KB)",
+            Metric::ConnectsPerSec => "connects/s",
+            Metric::BroadcastP50Ms => "broadcast p50 (ms)",
+            Metric::BroadcastP99Ms => "broadcast p99 (ms)",
+            Metric::DeliveriesPerSec => "deliveries/s sustained",
+            Metric::SustainedDeliveredPct => "of those delivered (%)",
+            Metric::HubCpuPct => "hub CPU while sustained (%)",
+            Metric::UnicastPerSec => "unicast publishes/s",
+            Metric::BatchEventsPerSec => "batch events/s",
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Results {
+    values: BTreeMap<(&'static str, Metric, usize), Vec<f64>>,
+}
+
+impl Results {
+    pub fn add(&mut self, kind: Kind, metric: Metric, n: usize, value: f64) {
+        self.values.entry((kind.name(), metric, n)).or_default().push(value);
+    }
+
+    fn median(&self, kind: Kind, metric: Metric, n: usize) -> Option<f64> {
+        let mut values = self.values.get(&(kind.name(), metric, n))?.clone();
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied()
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<u64>().ok()))
+        .map_or(0, |kb| kb / 1024 / 1024);
+    format!("{cpu}, {cores} cores, {mem} GiB")
+}
+
+fn format_value(metric: Metric, value: f64) -> String {
+    match metric {
+        Metric::RssPerStreamKb | Metric::BroadcastP50Ms | Metric::BroadcastP99Ms => format!("{value:.1}"),
+        Metric::SustainedDeliveredPct | Metric::HubCpuPct => format!("{value:.1}"),
+        _ => format!("{:.0}", value.round()),
+    }
+}
+
+pub fn markdown(results: &Results, kinds: &[Kind], n: usize, reps: usize) -> String {
+    let mut out = String::new();
+    let date = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let _ = writeln!(out, "# Benchmarks\n");
+    let _ = writeln!(out, "Written by `make bench` (`tidings-bench`) on {date}, on {}.", machine());
+    let _ = writeln!(
+        out,
+        "Loopback only; the load generator shares the cores with the hub. Medians of {reps} interleaved runs at {n} subscribers; in brackets, the ratio to nginx + nchan (for latency and memory, lower is better).\n"
+    );
+    let _ = write!(out, "| hub |");
+    for metric in Metric::TABLE {
+        let _ = write!(out, " {} |", metric.header());
+    }
+    let _ = write!(out, "\n|---|");
+    for _ in Metric::TABLE {
+        let _ = write!(out, "---|");
+    }
+    out.push('\n');
+    for &kind in kinds {
+        let _ = write!(out, "| {} |", kind.name());
+        for metric in Metric::TABLE {
+            match results.median(kind, metric, n) {
+                Some(value) => {
+                    let _ = write!(out, " {}", format_value(metric, value));
+                    if let (Kind::Tidings, Some(theirs)) = (kind, results.median(Kind::Nchan, metric, n)) {
+                        if theirs > 0.0 && !matches!(metric, Metric::SustainedDeliveredPct | Metric::HubCpuPct) {
+                            let _ = write!(out, " ({:.2}×)", value / theirs);
+                        }
+                    }
+                    out.push_str(" |");
+                }
+                None => out.push_str(" — |"),
+            }
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "\n![Broadcast latency (p50) against subscribers](docs/bench-latency.svg)");
+    out
+}
+
+/// An SVG line chart of the median broadcast p50 latency against the number of subscribers.
+pub fn chart(results: &Results, kinds: &[Kind], sizes: &[usize]) -> String {
+    let (w, h, pad) = (640.0, 360.0, 50.0);
+    let max_n = sizes.iter().copied().max().unwrap_or(1) as f64;
+    let max_ms = kinds
+        .iter()
+        .flat_map(|&k| sizes.iter().filter_map(move |&n| results.median(k, Metric::BroadcastP50Ms, n)))
+        .fold(1.0_f64, f64::max);
+    let x = |n: usize| pad + (n as f64 / max_n) * (w - 2.0 * pad);
+    let y = |ms: f64| h - pad - (ms / max_ms) * (h - 2.0 * pad);
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<line x1="{pad}" y1="{b}" x2="{r}" y2="{b}" stroke="black"/><line x1="{pad}" y1="{pad}" x2="{pad}" y2="{b}" stroke="black"/>
+<text x="{cx}" y="{lx}" text-anchor="middle">subscribers</text>
+<text x="12" y="{cy}" transform="rotate(-90 12 {cy})" text-anchor="middle">broadcast p50 (ms)</text>
+<text x="{pad}" y="{t}" text-anchor="end">{max_ms:.0}</text>
+"#,
+        b = h - pad,
+        r = w - pad,
+        cx = w / 2.0,
+        lx = h - 12.0,
+        cy = h / 2.0,
+        t = pad + 4.0,
+    );
+    for (i, &kind) in kinds.iter().enumerate() {
+        let colour = ["#1f6feb", "#cf222e"][i % 2];
+        let points: Vec<String> = sizes
+            .iter()
+            .filter_map(|&n| {
+                results.median(kind, Metric::BroadcastP50Ms, n).map(|ms| format!("{:.1},{:.1}", x(n), y(ms)))
+            })
+            .collect();
+        let _ = writeln!(
+            svg,
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
+            points.join(" ")
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text x="{}" y="{}" fill="{colour}">{}</text>"#,
+            pad + 10.0,
+            pad + 16.0 * (i as f64 + 1.0),
+            kind.name()
+        );
+    }
+    for &n in sizes {
+        let _ = writeln!(svg, r#"<text x="{:.1}" y="{}" text-anchor="middle">{n}</text>"#, x(n), h - pad + 16.0);
+    }
+    svg.push_str("</svg>\n");
+    svg
+}

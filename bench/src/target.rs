@@ -1,0 +1,151 @@
+//! The hubs under test, started as child processes on loopback and stopped by their PID:
+//! Tidings (the release binary) and nginx + nchan (Debian's packages, `bench/nchan.conf`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Tidings,
+    Nchan,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Tidings => "Tidings",
+            Kind::Nchan => "nginx + nchan (1 worker)",
+        }
+    }
+}
+
+pub struct Running {
+    pub kind: Kind,
+    pub addr: SocketAddr,
+    child: Child,
+    _prefix: Option<TempPrefix>,
+}
+
+struct TempPrefix(PathBuf);
+
+impl Drop for TempPrefix {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts `kind` on `port` and waits until it answers.
+pub async fn start(kind: Kind, port: u16, tidings: &Path, root: &Path) -> std::io::Result<Running> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (child, prefix) = match kind {
+        Kind::Tidings => {
+            let child = Command::new(tidings)
+                .args([
+                    "--addr",
+                    &addr.to_string(),
+                    "--tick-interval",
+                    "0",
+                    "--keep-alive",
+                    "0",
+                    "--stream-timeout",
+                    "0",
+                ])
+                .args(["--max-connections-per-user", "100000", "--history", "10000"])
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()?;
+            (child, None)
+        }
+        Kind::Nchan => {
+            let prefix = std::env::temp_dir().join(format!("tidings-bench-nginx-{}", std::process::id()));
+            std::fs::create_dir_all(&prefix)?;
+            let conf = std::fs::read_to_string(root.join("bench/nchan.conf"))?
+                .replace("PREFIX", prefix.to_str().unwrap_or("/tmp"))
+                .replace("PORT", &port.to_string());
+            let conf_path = prefix.join("nginx.conf");
+            std::fs::write(&conf_path, conf)?;
+            let child = Command::new("/usr/sbin/nginx")
+                .args(["-p", prefix.to_str().unwrap_or("/tmp"), "-c"])
+                .arg(&conf_path)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()?;
+            (child, Some(TempPrefix(prefix)))
+        }
+    };
+    let running = Running { kind, addr, child, _prefix: prefix };
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if client.get(format!("http://{addr}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(running);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    Err(std::io::Error::other(format!("{} did not start on {addr}", kind.name())))
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// The stream path for subscriber `i`.
+    pub fn stream_path(&self, i: usize) -> String {
+        match self.kind {
+            Kind::Tidings => format!("/stream-sse?user=u{i}"),
+            Kind::Nchan => format!("/sub?user=u{i}"),
+        }
+    }
+
+    /// Publishes `data` to user `to` (`None`: everyone); returns whether it was accepted.
+    pub async fn publish(&self, client: &reqwest::Client, to: Option<usize>, data: &str) -> bool {
+        let request = match (self.kind, to) {
+            (Kind::Tidings, to) => {
+                let to = to.map_or_else(|| "*".to_owned(), |i| format!("u{i}"));
+                client
+                    .post(format!("http://{}/api/events", self.addr))
+                    .header("content-type", "application/json")
+                    .body(format!(r#"{{"to":"{to}","data":{data}}}"#))
+            }
+            (Kind::Nchan, to) => {
+                let channel = to.map_or_else(|| "broadcast".to_owned(), |i| format!("u{i}"));
+                client.post(format!("http://{}/pub/{channel}", self.addr)).body(data.to_owned())
+            }
+        };
+        request.send().await.is_ok_and(|r| r.status().is_success())
+    }
+
+    /// Publishes a batch of unicast events in one request (Tidings only); returns how many
+    /// were accepted.
+    pub async fn publish_batch(&self, client: &reqwest::Client, first_user: usize, n: usize, users: usize) -> usize {
+        let events: Vec<String> = (0..n)
+            .map(|k| format!(r#"{{"to":"u{}","data":{{"t":{}}}}}"#, (first_user + k) % users, crate::load::now_nanos()))
+            .collect();
+        let body = format!("[{}]", events.join(","));
+        let sent = client
+            .post(format!("http://{}/api/events", self.addr))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => r.text().await.map_or(0, |t| t.matches("\"id\"").count()),
+            _ => 0,
+        }
+    }
+
+    /// Stops the hub by its PID.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+        let _ = self.child.kill().await;
+    }
+}
