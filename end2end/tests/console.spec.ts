@@ -1,6 +1,6 @@
 import { expect, test } from '@playwright/test';
 import { HUB } from '../playwright.config';
-import { openConsole, panel, publish, rowsOfType, unique } from './helpers';
+import { connectAs, openConsole, panel, publish, rowsOfType, unique } from './helpers';
 
 const SEEDS = ['Alpha User', 'Beta User', 'Theta User'];
 
@@ -78,9 +78,7 @@ test('disconnect stops rows', async ({ page }) => {
   await openConsole(page);
   const user = unique('dora');
   const p = panel(page, 1);
-  await p.getByLabel('User').fill(user);
-  await p.getByRole('button', { name: 'Connect' }).click();
-  await expect(rowsOfType(p, 'open')).toHaveCount(1);
+  await connectAs(p, user);
   await publish(page, HUB, { to: user, data: 'while connected' });
   await expect(p.getByRole('cell', { name: 'while connected' })).toBeVisible();
   await p.getByRole('button', { name: 'Disconnect' }).click();
@@ -98,9 +96,7 @@ test('a named event shows up once its name is added to the panel', async ({ page
   await openConsole(page);
   const user = unique('nia');
   const p = panel(page, 1);
-  await p.getByLabel('User').fill(user);
-  await p.getByRole('button', { name: 'Connect' }).click();
-  await expect(rowsOfType(p, 'open')).toHaveCount(1);
+  await connectAs(p, user);
   await publish(page, HUB, { to: user, event: 'order', data: 'unheard' });
   await p.getByLabel('Add event name').fill('order');
   await p.getByLabel('Add event name').press('Enter');
@@ -113,9 +109,7 @@ test('a named event shows up once its name is added to the panel', async ({ page
 test('clear empties a table; more than six streams on HTTP/1.1 are called out', async ({ page }) => {
   await openConsole(page);
   const p = panel(page, 1);
-  await p.getByLabel('User').fill(unique('cleo'));
-  await p.getByRole('button', { name: 'Connect' }).click();
-  await expect(rowsOfType(p, 'open')).toHaveCount(1);
+  await connectAs(p, unique('cleo'));
   await p.getByRole('button', { name: 'Clear' }).click();
   await expect(p.getByRole('row')).toHaveCount(1); // the header row
   await expect(page.getByText('More than six streams')).toHaveCount(0);

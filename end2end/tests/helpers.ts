@@ -17,6 +17,13 @@ export function rowsOfType(p: Locator, type: string): Locator {
   return p.getByRole('row').filter({ has: p.page().getByRole('cell', { name: type, exact: true }) });
 }
 
+/** Connects a panel as `user` and waits for its stream to open. */
+export async function connectAs(p: Locator, user: string) {
+  await p.getByLabel('User').fill(user);
+  await p.getByRole('button', { name: 'Connect' }).click();
+  await expect(rowsOfType(p, 'open')).toHaveCount(1);
+}
+
 export function unique(prefix: string): string {
   return `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
 }

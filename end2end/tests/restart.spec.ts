@@ -1,5 +1,5 @@
 import { expect, test } from '@playwright/test';
-import { openConsole, panel, publish, rowsOfType, startHub, stopHub, unique } from './helpers';
+import { connectAs, openConsole, panel, publish, rowsOfType, startHub, stopHub, unique } from './helpers';
 
 const PORT = 3219;
 const BASE = `http://127.0.0.1:${PORT}`;
@@ -10,9 +10,7 @@ test('a hub restart shows an error row, then reconnects and replays what was mis
     await openConsole(page, `${BASE}/`);
     const user = unique('rita');
     const p = panel(page, 1);
-    await p.getByLabel('User').fill(user);
-    await p.getByRole('button', { name: 'Connect' }).click();
-    await expect(rowsOfType(p, 'open')).toHaveCount(1);
+    await connectAs(p, user);
     await publish(page, BASE, { to: user, data: 'before restart' });
     await expect(p.getByRole('cell', { name: 'before restart' })).toBeVisible();
 

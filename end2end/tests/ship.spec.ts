@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { openConsole, panel, publish, RELEASE_BINARY, rowsOfType, startHub, stopHub, unique } from './helpers';
+import { connectAs, openConsole, panel, publish, RELEASE_BINARY, rowsOfType, startHub, stopHub, unique } from './helpers';
 
 test('the release binary alone, in an empty directory, serves a working console', async ({ page }) => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'tidings-alone-'));
@@ -16,9 +16,7 @@ test('the release binary alone, in an empty directory, serves a working console'
     await openConsole(page, `${base}/`);
     const user = unique('solo');
     const p = panel(page, 1);
-    await p.getByLabel('User').fill(user);
-    await p.getByRole('button', { name: 'Connect' }).click();
-    await expect(rowsOfType(p, 'open')).toHaveCount(1);
+    await connectAs(p, user);
     await publish(page, base, { to: user, data: 'from a lone binary' });
     await expect(p.getByRole('cell', { name: 'from a lone binary' })).toBeVisible();
 

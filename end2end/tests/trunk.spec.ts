@@ -1,7 +1,7 @@
 import { expect, test } from '@playwright/test';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { openConsole, panel, rowsOfType, startHub, stopHub, unique } from './helpers';
+import { connectAs, openConsole, panel, rowsOfType, startHub, stopHub, unique } from './helpers';
 
 const DIST = path.resolve(__dirname, '..', '..', 'dist');
 const [PAGE_PORT, HUB_PORT] = [3224, 3225];
@@ -24,9 +24,7 @@ test('the Trunk build, served from another origin, drives a hub through ?hub= (C
     await openConsole(page, pageUrl);
     const user = unique('tess');
     const p = panel(page, 1);
-    await p.getByLabel('User').fill(user);
-    await p.getByRole('button', { name: 'Connect' }).click();
-    await expect(rowsOfType(p, 'open')).toHaveCount(1);
+    await connectAs(p, user);
     await expect(rowsOfType(p, 'message').filter({ hasText: user })).toHaveCount(1);
     await page.getByLabel('To', { exact: true }).fill(user);
     await page.getByLabel('Data', { exact: true }).fill('across origins');
