@@ -127,3 +127,16 @@ test('on a narrow screen the panels stack', async ({ page }) => {
   expect(second!.y).toBeGreaterThanOrEqual(first!.y + first!.height);
   expect(Math.abs(second!.x - first!.x)).toBeLessThan(2);
 });
+
+test('a table keeps its newest 500 rows', async ({ page }) => {
+  await openConsole(page);
+  const user = unique('many');
+  const p = panel(page, 1);
+  await connectAs(p, user);
+  const batch = Array.from({ length: 520 }, (_, i) => ({ to: user, data: `row ${i}` }));
+  const response = await page.request.post(`${HUB}/api/events`, { data: batch });
+  expect(response.status()).toBe(202);
+  await expect(p.getByRole('cell', { name: 'row 519', exact: true })).toBeVisible();
+  await expect(p.getByRole('row')).toHaveCount(501); // 500 rows and the header
+  await expect(p.getByRole('cell', { name: 'row 0', exact: true })).toHaveCount(0);
+});

@@ -50,6 +50,7 @@ async fn stream_headers() {
         .client
         .get(hub.url("/stream-sse?user=alice"))
         .header("Origin", "http://elsewhere.test")
+        .header("Accept-Encoding", "gzip, br")
         .send()
         .await
         .unwrap();
@@ -59,6 +60,7 @@ async fn stream_headers() {
     assert_eq!(header("cache-control").as_deref(), Some("no-cache"));
     assert_eq!(header("x-accel-buffering").as_deref(), Some("no"));
     assert_eq!(header("access-control-allow-origin").as_deref(), Some("*"));
+    assert_eq!(header("content-encoding"), None, "the stream is never compressed");
     hub.stop().await;
 }
 
