@@ -12,7 +12,7 @@ async fn main() -> ExitCode {
         return print_token(config.jwt_secret.as_deref(), user.clone(), *publish, *ttl);
     }
     tidings::telemetry::init(config.log_format);
-    let listener = match tokio::net::TcpListener::bind(config.addr).await {
+    let listener = match listen(config.addr) {
         Ok(listener) => listener,
         Err(cause) => {
             tracing::error!(addr = %config.addr, %cause, "cannot listen");
@@ -27,6 +27,18 @@ async fn main() -> ExitCode {
         }
     }
 }
+
+/// Binds `addr` with a deep accept queue: a reconnect storm arrives all at once, and a full
+/// queue drops connections that then wait a second for the retransmit.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// The accept queue's length (the kernel caps it at `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 16_384;
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM.
 async fn shutdown_signal() {
