@@ -40,7 +40,7 @@ pub struct Streams {
 /// Opens `n` streams to `server`, the i-th at `path(i)`; returns once all are open (or failed)
 /// or `deadline` passed, with the time it took.
 pub async fn open(
-    server: SocketAddr,
+    server: impl Fn(usize) -> SocketAddr,
     n: usize,
     path: impl Fn(usize) -> String,
     deadline: Duration,
@@ -53,6 +53,7 @@ pub async fn open(
         let source = Ipv4Addr::new(127, 0, 0, 2 + (i / STREAMS_PER_SOURCE) as u8);
         let request = format!("GET {} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n", path(i));
         let (tally, gate) = (Arc::clone(&tally), Arc::clone(&gate));
+        let server = server(i);
         tasks.spawn(async move {
             let permit = gate.acquire_owned().await;
             match connect(source, server, &request).await {
@@ -155,10 +156,10 @@ fn family(pid: u32) -> Vec<u32> {
     pids
 }
 
-/// The resident memory (bytes) of `pid` and its children, from /proc.
-pub fn rss_bytes(pid: u32) -> u64 {
-    family(pid)
-        .iter()
+/// The resident memory (bytes) of `pids` and their children, from /proc.
+pub fn rss_bytes(pids: &[u32]) -> u64 {
+    pids.iter()
+        .flat_map(|&pid| family(pid))
         .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
         .filter_map(|status| {
             let line = status.lines().find(|l| l.starts_with("VmRSS:"))?.to_owned();
@@ -168,10 +169,10 @@ pub fn rss_bytes(pid: u32) -> u64 {
         * 1024
 }
 
-/// CPU time (user + system, seconds) of `pid` and its children so far, from /proc.
-pub fn cpu_seconds(pid: u32) -> f64 {
-    family(pid)
-        .iter()
+/// CPU time (user + system, seconds) of `pids` and their children so far, from /proc.
+pub fn cpu_seconds(pids: &[u32]) -> f64 {
+    pids.iter()
+        .flat_map(|&pid| family(pid))
         .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
         .map(|stat| {
             let after = stat.rsplit(')').next().unwrap_or("").to_owned();

@@ -25,7 +25,7 @@ struct Args {
     /// Interleaved repetitions; the report gives medians.
     #[arg(long, default_value_t = 3)]
     reps: usize,
-    /// Hubs to measure: tidings, nchan.
+    /// Hubs to measure: tidings, cluster (two nodes on Redis), nchan.
     #[arg(long, value_delimiter = ',', default_value = "tidings,nchan")]
     targets: Vec<String>,
     /// The Tidings binary.
@@ -54,6 +54,7 @@ async fn main() -> std::process::ExitCode {
         .iter()
         .filter_map(|t| match t.as_str() {
             "tidings" => Some(Kind::Tidings),
+            "cluster" => Some(Kind::Cluster),
             "nchan" => Some(Kind::Nchan),
             _ => None,
         })
@@ -64,7 +65,7 @@ async fn main() -> std::process::ExitCode {
     let mut healthy = true;
     for rep in 0..args.reps {
         for (k, &kind) in kinds.iter().enumerate() {
-            let port = 18_000 + (rep * kinds.len() + k) as u16;
+            let port = 18_000 + (rep * kinds.len() + k) as u16 * 3;
             let hub = match target::start(kind, port, &args.tidings, &root).await {
                 Ok(hub) => hub,
                 Err(e) => {
@@ -103,15 +104,15 @@ async fn main() -> std::process::ExitCode {
 async fn scenario(hub: &Running, n: usize, full: bool, args: &Args, results: &mut Results) -> bool {
     let kind = hub.kind;
     let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap_or_default();
-    let baseline = load::rss_bytes(hub.pid());
-    let (streams, took) = load::open(hub.addr, n, |i| hub.stream_path(i), Duration::from_secs(60)).await;
+    let baseline = load::rss_bytes(&hub.pids());
+    let (streams, took) = load::open(|i| hub.stream_addr(i), n, |i| hub.stream_path(i), Duration::from_secs(60)).await;
     let tally = Arc::clone(&streams.tally);
     let opened = tally.opened.load(Ordering::Relaxed);
     let mut ok = opened == n;
     if full {
         results.add(kind, Metric::ConnectsPerSec, n, opened as f64 / took.as_secs_f64());
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let per_stream = load::rss_bytes(hub.pid()).saturating_sub(baseline) as f64 / opened.max(1) as f64;
+        let per_stream = load::rss_bytes(&hub.pids()).saturating_sub(baseline) as f64 / opened.max(1) as f64;
         results.add(kind, Metric::RssPerStreamKb, n, per_stream / 1000.0);
     }
 
@@ -137,16 +138,16 @@ async fn scenario(hub: &Running, n: usize, full: bool, args: &Args, results: &mu
     if full {
         let window = Duration::from_secs(args.seconds);
         let before = tally.events.load(Ordering::Relaxed);
-        let cpu = load::cpu_seconds(hub.pid());
+        let cpu = load::cpu_seconds(&hub.pids());
         let (accepted, rate) = sustained(hub, &client, &tally, window).await;
         results.add(kind, Metric::DeliveriesPerSec, n, rate);
-        results.add(kind, Metric::HubCpuPct, n, 100.0 * (load::cpu_seconds(hub.pid()) - cpu) / window.as_secs_f64());
+        results.add(kind, Metric::HubCpuPct, n, 100.0 * (load::cpu_seconds(&hub.pids()) - cpu) / window.as_secs_f64());
         tokio::time::sleep(Duration::from_secs(2)).await;
         let expected = (accepted * opened as u64).max(1);
         let delivered = tally.events.load(Ordering::Relaxed) - before;
         results.add(kind, Metric::SustainedDeliveredPct, n, 100.0 * delivered as f64 / expected as f64);
         results.add(kind, Metric::UnicastPerSec, n, unicast(hub, &client, n, window).await);
-        if kind == Kind::Tidings {
+        if kind != Kind::Nchan {
             results.add(kind, Metric::BatchEventsPerSec, n, batches(hub, &client, n, window).await);
         }
     }

@@ -114,7 +114,7 @@ pub fn markdown(results: &Results, kinds: &[Kind], n: usize, reps: usize) -> Str
             match results.median(kind, metric, n) {
                 Some(value) => {
                     let _ = write!(out, " {}", format_value(metric, value));
-                    if let (Kind::Tidings, Some(theirs)) = (kind, results.median(Kind::Nchan, metric, n)) {
+                    if let (Kind::Tidings | Kind::Cluster, Some(theirs)) = (kind, results.median(Kind::Nchan, metric, n)) {
                         if theirs > 0.0 && !matches!(metric, Metric::SustainedDeliveredPct | Metric::HubCpuPct) {
                             let _ = write!(out, " ({:.2}×)", value / theirs);
                         }
@@ -156,7 +156,7 @@ pub fn chart(results: &Results, kinds: &[Kind], sizes: &[usize]) -> String {
         t = pad + 4.0,
     );
     for (i, &kind) in kinds.iter().enumerate() {
-        let colour = ["#1f6feb", "#cf222e"][i % 2];
+        let colour = ["#1f6feb", "#1a7f37", "#cf222e"][i % 3];
         let points: Vec<String> = sizes
             .iter()
             .filter_map(|&n| {

@@ -10,6 +10,9 @@ use tokio::process::{Child, Command};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Tidings,
+    /// Two Tidings nodes sharing one `redis-server`; streams alternate between the nodes and
+    /// every publish goes to the first.
+    Cluster,
     Nchan,
 }
 
@@ -17,6 +20,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Tidings => "Tidings",
+            Kind::Cluster => "Tidings, 2 nodes on Redis",
             Kind::Nchan => "nginx + nchan (1 worker)",
         }
     }
@@ -24,9 +28,34 @@ impl Kind {
 
 pub struct Running {
     pub kind: Kind,
+    /// Where publishes go.
     pub addr: SocketAddr,
-    child: Child,
+    /// Where streams go, in turn.
+    nodes: Vec<SocketAddr>,
+    children: Vec<Child>,
     _prefix: Option<TempPrefix>,
+}
+
+fn tidings_node(tidings: &Path, addr: SocketAddr, redis: Option<&str>) -> std::io::Result<Child> {
+    let mut command = Command::new(tidings);
+    command
+        .args(["--addr", &addr.to_string(), "--tick-interval", "0", "--keep-alive", "0", "--stream-timeout", "0"])
+        .args(["--max-connections-per-user", "100000", "--history", "10000"]);
+    if let Some(url) = redis {
+        command.args(["--redis-url", url]);
+    }
+    command.env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null()).kill_on_drop(true).spawn()
+}
+
+async fn wait_until_up(addr: SocketAddr, name: &str) -> std::io::Result<()> {
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if client.get(format!("http://{addr}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    Err(std::io::Error::other(format!("{name} did not start on {addr}")))
 }
 
 struct TempPrefix(PathBuf);
@@ -37,29 +66,39 @@ impl Drop for TempPrefix {
     }
 }
 
-/// Starts `kind` on `port` and waits until it answers.
+/// Starts `kind` on `port` (and the ports after it) and waits until it answers.
 pub async fn start(kind: Kind, port: u16, tidings: &Path, root: &Path) -> std::io::Result<Running> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let (child, prefix) = match kind {
+    let running = match kind {
         Kind::Tidings => {
-            let child = Command::new(tidings)
-                .args([
-                    "--addr",
-                    &addr.to_string(),
-                    "--tick-interval",
-                    "0",
-                    "--keep-alive",
-                    "0",
-                    "--stream-timeout",
-                    "0",
-                ])
-                .args(["--max-connections-per-user", "100000", "--history", "10000"])
-                .env("RUST_LOG", "warn")
+            let child = tidings_node(tidings, addr, None)?;
+            Running { kind, addr, nodes: vec![addr], children: vec![child], _prefix: None }
+        }
+        Kind::Cluster => {
+            let prefix = std::env::temp_dir().join(format!("tidings-bench-redis-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&prefix)?;
+            let redis_port = port + 1000;
+            let redis = Command::new("redis-server")
+                .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(&prefix)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .kill_on_drop(true)
                 .spawn()?;
-            (child, None)
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let url = format!("redis://127.0.0.1:{redis_port}");
+            let second = SocketAddr::from(([127, 0, 0, 1], port + 500));
+            let a = tidings_node(tidings, addr, Some(&url))?;
+            let b = tidings_node(tidings, second, Some(&url))?;
+            // Redis last, so it outlives the nodes when they are stopped in order.
+            Running {
+                kind,
+                addr,
+                nodes: vec![addr, second],
+                children: vec![a, b, redis],
+                _prefix: Some(TempPrefix(prefix)),
+            }
         }
         Kind::Nchan => {
             let prefix = std::env::temp_dir().join(format!("tidings-bench-nginx-{}", std::process::id()));
@@ -76,29 +115,30 @@ pub async fn start(kind: Kind, port: u16, tidings: &Path, root: &Path) -> std::i
                 .stderr(Stdio::null())
                 .kill_on_drop(true)
                 .spawn()?;
-            (child, Some(TempPrefix(prefix)))
+            Running { kind, addr, nodes: vec![addr], children: vec![child], _prefix: Some(TempPrefix(prefix)) }
         }
     };
-    let running = Running { kind, addr, child, _prefix: prefix };
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if client.get(format!("http://{addr}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return Ok(running);
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+    for node in &running.nodes {
+        wait_until_up(*node, kind.name()).await?;
     }
-    Err(std::io::Error::other(format!("{} did not start on {addr}", kind.name())))
+    Ok(running)
 }
 
 impl Running {
-    pub fn pid(&self) -> u32 {
-        self.child.id().unwrap_or(0)
+    /// The hub's processes (with their children, nginx's worker among them).
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().filter_map(Child::id).collect()
+    }
+
+    /// Where stream `i` connects.
+    pub fn stream_addr(&self, i: usize) -> SocketAddr {
+        self.nodes[i % self.nodes.len()]
     }
 
     /// The stream path for subscriber `i`.
     pub fn stream_path(&self, i: usize) -> String {
         match self.kind {
-            Kind::Tidings => format!("/stream-sse?user=u{i}"),
+            Kind::Tidings | Kind::Cluster => format!("/stream-sse?user=u{i}"),
             Kind::Nchan => format!("/sub?user=u{i}"),
         }
     }
@@ -106,7 +146,7 @@ impl Running {
     /// Publishes `data` to user `to` (`None`: everyone); returns whether it was accepted.
     pub async fn publish(&self, client: &reqwest::Client, to: Option<usize>, data: &str) -> bool {
         let request = match (self.kind, to) {
-            (Kind::Tidings, to) => {
+            (Kind::Tidings | Kind::Cluster, to) => {
                 let to = to.map_or_else(|| "*".to_owned(), |i| format!("u{i}"));
                 client
                     .post(format!("http://{}/api/events", self.addr))
@@ -140,12 +180,14 @@ impl Running {
         }
     }
 
-    /// Stops the hub by its PID.
+    /// Stops the hub's processes by their PIDs, in order.
     pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+        for child in &mut self.children {
+            if let Some(pid) = child.id() {
+                let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+            let _ = child.kill().await;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
-        let _ = self.child.kill().await;
     }
 }
