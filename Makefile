@@ -127,7 +127,7 @@ setup-bench:
 # Tidings against nginx + nchan, interleaved, three repetitions: writes BENCHMARKS.md and the chart.
 bench: release setup-bench
 	cargo build --locked --release -p bench
-	target/release/tidings-bench --subscribers 10000 --reps 3 --targets tidings,nchan
+	target/release/tidings-bench --subscribers 10000 --reps 3 --targets tidings,cluster,nchan
 
 # A few hundred streams through the load generator, so it cannot rot (part of `make test`).
 bench-smoke: release

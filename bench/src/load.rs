@@ -13,6 +13,9 @@ use tokio::task::JoinSet;
 
 /// Streams per source address (each address has its own ephemeral port range).
 const STREAMS_PER_SOURCE: usize = 10_000;
+/// The next unused loopback source address (127.0.x.y, counted from 127.0.0.2).
+static NEXT_SOURCE: AtomicUsize = AtomicUsize::new(0);
+
 /// Connects in flight at once.
 const CONNECTS_IN_FLIGHT: usize = 256;
 
@@ -47,23 +50,28 @@ pub async fn open(
 ) -> (Streams, Duration) {
     let tally = Arc::new(Tally::default());
     let gate = Arc::new(Semaphore::new(CONNECTS_IN_FLIGHT));
+    // Fresh source addresses for every call: the last call's ports sit in TIME_WAIT.
+    let first_source = NEXT_SOURCE.fetch_add(n.div_ceil(STREAMS_PER_SOURCE), Ordering::Relaxed);
     let mut tasks = JoinSet::new();
     let started = Instant::now();
     for i in 0..n {
-        let source = Ipv4Addr::new(127, 0, 0, 2 + (i / STREAMS_PER_SOURCE) as u8);
+        let k = first_source + i / STREAMS_PER_SOURCE;
+        let source = Ipv4Addr::new(127, 0, (k / 250) as u8, 2 + (k % 250) as u8);
         let request = format!("GET {} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n", path(i));
         let (tally, gate) = (Arc::clone(&tally), Arc::clone(&gate));
         let server = server(i);
         tasks.spawn(async move {
             let permit = gate.acquire_owned().await;
             match connect(source, server, &request).await {
-                Ok(stream) => {
+                Ok((stream, early)) => {
                     drop(permit);
                     tally.opened.fetch_add(1, Ordering::Relaxed);
-                    read_events(stream, &tally).await;
+                    read_events(stream, early, &tally).await;
                 }
-                Err(_) => {
-                    tally.failed.fetch_add(1, Ordering::Relaxed);
+                Err(e) => {
+                    if tally.failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                        eprintln!("a stream failed to open: {e}");
+                    }
                 }
             }
         });
@@ -77,37 +85,52 @@ pub async fn open(
     (Streams { tally, tasks }, took)
 }
 
-/// Connects, sends the request and reads up to the end of a 200 response's headers.
-async fn connect(source: Ipv4Addr, server: SocketAddr, request: &str) -> std::io::Result<tokio::net::TcpStream> {
+/// Connects, sends the request and reads a 200 response's headers; returns the stream and
+/// whatever body bytes came with the headers.
+async fn connect(
+    source: Ipv4Addr,
+    server: SocketAddr,
+    request: &str,
+) -> std::io::Result<(tokio::net::TcpStream, Vec<u8>)> {
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::from((source, 0)))?;
     let mut stream = socket.connect(server).await?;
     stream.set_nodelay(true)?;
     stream.write_all(request.as_bytes()).await?;
-    let mut head = Vec::with_capacity(512);
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).await? == 0 || head.len() > 8192 {
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    let end = loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 || head.len() > 16 * 1024 {
             return Err(std::io::Error::other("closed before the headers ended"));
         }
-        head.push(byte[0]);
-    }
+        head.extend_from_slice(&chunk[..n]);
+        if let Some(at) = find(&head, b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
     if !head.starts_with(b"HTTP/1.1 200") {
         return Err(std::io::Error::other(String::from_utf8_lossy(&head[..head.len().min(40)]).into_owned()));
     }
-    Ok(stream)
+    Ok((stream, head.split_off(end)))
 }
 
 /// Reads until the stream ends, counting events and, while recording, their latencies.
-async fn read_events(mut stream: tokio::net::TcpStream, tally: &Tally) {
+async fn read_events(mut stream: tokio::net::TcpStream, early: Vec<u8>, tally: &Tally) {
     let mut buf = vec![0u8; 16 * 1024];
+    let mut pending = Some(early);
     loop {
-        let n = match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
+        let (arrived, chunk): (u64, &[u8]) = match pending.take() {
+            Some(early) if !early.is_empty() => {
+                let n = early.len().min(buf.len());
+                buf[..n].copy_from_slice(&early[..n]);
+                (now_nanos(), &buf[..n])
+            }
+            _ => match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => (now_nanos(), &buf[..n]),
+            },
         };
-        let arrived = now_nanos();
-        let chunk = &buf[..n];
         let mut found = Vec::new();
         let mut at = 0;
         while let Some(pos) = find(&chunk[at..], b"\"t\":") {

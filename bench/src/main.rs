@@ -109,6 +109,9 @@ async fn scenario(hub: &Running, n: usize, full: bool, args: &Args, results: &mu
     let tally = Arc::clone(&streams.tally);
     let opened = tally.opened.load(Ordering::Relaxed);
     let mut ok = opened == n;
+    if !ok {
+        eprintln!("{}: {opened} of {n} streams opened", kind.name());
+    }
     if full {
         results.add(kind, Metric::ConnectsPerSec, n, opened as f64 / took.as_secs_f64());
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -128,7 +131,11 @@ async fn scenario(hub: &Running, n: usize, full: bool, args: &Args, results: &mu
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         tally.recording.store(false, Ordering::Relaxed);
-        ok &= tally.events.load(Ordering::Relaxed) >= before + opened as u64;
+        let reached = tally.events.load(Ordering::Relaxed) - before;
+        if reached < opened as u64 {
+            eprintln!("{}: a broadcast reached {reached} of {opened} streams within 10 s", kind.name());
+            ok = false;
+        }
         latencies.extend(tally.latencies.lock().map(|l| l.clone()).unwrap_or_default());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

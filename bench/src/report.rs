@@ -114,7 +114,9 @@ pub fn markdown(results: &Results, kinds: &[Kind], n: usize, reps: usize) -> Str
             match results.median(kind, metric, n) {
                 Some(value) => {
                     let _ = write!(out, " {}", format_value(metric, value));
-                    if let (Kind::Tidings | Kind::Cluster, Some(theirs)) = (kind, results.median(Kind::Nchan, metric, n)) {
+                    if let (Kind::Tidings | Kind::Cluster, Some(theirs)) =
+                        (kind, results.median(Kind::Nchan, metric, n))
+                    {
                         if theirs > 0.0 && !matches!(metric, Metric::SustainedDeliveredPct | Metric::HubCpuPct) {
                             let _ = write!(out, " ({:.2}×)", value / theirs);
                         }
