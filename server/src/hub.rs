@@ -165,10 +165,6 @@ impl Hub {
         &self.shared.metrics
     }
 
-    pub fn settings(&self) -> &HubSettings {
-        &self.shared.settings
-    }
-
     /// Ends every stream and background task.
     pub fn shutdown(&self) {
         self.shared.shutdown.cancel();
@@ -328,7 +324,7 @@ impl Hub {
         Ok(Subscription {
             head: Some(head.freeze()),
             subscriber,
-            registration: Registration { hub: self.clone(), user, id, opened: Instant::now() },
+            _registration: Registration { hub: self.clone(), user, id, opened: Instant::now() },
         })
     }
 
@@ -370,7 +366,8 @@ impl Hub {
 pub struct Subscription {
     head: Option<Bytes>,
     subscriber: Arc<Subscriber>,
-    registration: Registration,
+    /// Held for its `Drop`: unregisters the stream however it ends.
+    _registration: Registration,
 }
 
 impl Subscription {
@@ -380,10 +377,6 @@ impl Subscription {
             return Some(head);
         }
         self.subscriber.outbox.next().await
-    }
-
-    pub fn user(&self) -> &UserName {
-        &self.registration.user
     }
 }
 
