@@ -10,6 +10,7 @@
 //! - [`ticker`]: the original two-second scheduler.
 //! - [`telemetry`]: logging, with secrets redacted.
 //! - [`limits`]: the file-descriptor limit and the connection ceiling derived from it.
+//! - `plain`: cleartext HTTP, with event streams written straight to their sockets.
 
 pub mod assets;
 pub mod auth;
@@ -17,12 +18,12 @@ pub mod config;
 pub mod error;
 pub mod hub;
 pub mod limits;
+mod plain;
 pub mod routes;
 pub mod telemetry;
 pub mod ticker;
 
 use auth::Auth;
-use axum::serve::ListenerExt;
 use config::{timer, Config};
 use hub::{Hub, HubSettings, StoreConfig};
 use leptos::prelude::LeptosOptions;
@@ -96,37 +97,11 @@ pub async fn serve(
         let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
         serve_tls(listener, tls, router, hub, shutdown).await
     } else {
-        serve_plain(listener, router, hub, shutdown).await
+        plain::serve(listener, router, hub, shutdown, SHUTDOWN_GRACE).await
     };
     store.shutdown();
     store.close().await;
     served
-}
-
-/// HTTP/1.1 (and cleartext HTTP/2 with prior knowledge), through axum.
-async fn serve_plain(
-    listener: TcpListener,
-    router: axum::Router,
-    hub: Hub,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let stopping = hub.shutdown_token();
-    // Events are small and latency matters: no Nagle delay on stream sockets.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: ending every stream");
-        hub.shutdown();
-    });
-    tokio::select! {
-        served = server => served,
-        () = async { stopping.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
-            tracing::warn!("connections still open after the grace period; exiting anyway");
-            Ok(())
-        }
-    }
 }
 
 /// HTTPS with HTTP/2 and HTTP/1.1 (negotiated by ALPN), through rustls.

@@ -8,6 +8,8 @@ mod ops;
 mod publish;
 mod stream;
 
+pub use stream::{Frames, TakeOver};
+
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::error::AppError;

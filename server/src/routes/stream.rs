@@ -1,7 +1,9 @@
 //! `GET /stream-sse?user=NAME[&lastEventId=ID]`: one user's event stream.
 //!
 //! The body is written straight from the hub's outbox, which already holds encoded frames: each
-//! event is encoded once for all streams, and whatever is pending goes out in one write.
+//! event is encoded once for all streams, and whatever is pending goes out in one write. On a
+//! cleartext connection whose first request this is, the listener takes the body over
+//! ([`TakeOver`]) and writes it to the socket itself, without hyper's buffers.
 
 use super::{AppState, StreamSettings};
 use crate::auth::StreamCredentials;
@@ -13,9 +15,12 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use bytes::Bytes;
 use serde::Deserialize;
 use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -32,8 +37,28 @@ pub struct StreamQuery {
     last_event_id: Option<String>,
 }
 
+/// A stream's body: encoded frames, ending when the stream does.
+pub type Frames = Pin<Box<dyn futures::Stream<Item = Result<Bytes, Infallible>> + Send>>;
+
+/// A request extension the cleartext listener sets when it will write the stream's body to the
+/// socket itself: the handler leaves the body here instead of in the response.
+#[derive(Clone, Default)]
+pub struct TakeOver(Arc<Mutex<Option<Frames>>>);
+
+impl TakeOver {
+    fn put(&self, frames: Frames) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(frames);
+    }
+
+    /// The body the handler left, if the response is a stream.
+    pub fn take(&self) -> Option<Frames> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
 pub async fn stream(
     State(state): State<AppState>,
+    take_over: Option<Extension<TakeOver>>,
     RawQuery(raw): RawQuery,
     query: Result<Query<StreamQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -59,7 +84,14 @@ pub async fn stream(
         }
         SubscribeError::HubFull => AppError::Unavailable("the hub is at its connection limit; retry later".into()),
     })?;
-    let body = Body::from_stream(frames(subscription, state.streams, listener.expires, state.hub.shutdown_token()));
+    let frames = frames(subscription, state.streams, listener.expires, state.hub.shutdown_token());
+    let body = match take_over {
+        Some(Extension(slot)) => {
+            slot.put(Box::pin(frames));
+            Body::empty()
+        }
+        None => Body::from_stream(frames),
+    };
     let headers = [
         (header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
