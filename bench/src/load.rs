@@ -13,8 +13,23 @@ use tokio::task::JoinSet;
 
 /// Streams per source address (each address has its own ephemeral port range).
 const STREAMS_PER_SOURCE: usize = 10_000;
-/// The next unused loopback source address (127.0.x.y, counted from 127.0.0.2).
-static NEXT_SOURCE: AtomicUsize = AtomicUsize::new(0);
+/// Loopback source addresses (127.0.x.y from 127.0.0.2 on), each handed out once per run.
+pub struct Sources {
+    next: AtomicUsize,
+}
+
+impl Sources {
+    /// Starts at an offset taken from the clock, so back-to-back runs do not meet their own
+    /// connections in TIME_WAIT.
+    pub fn new() -> Sources {
+        Sources { next: AtomicUsize::new((now_nanos() / 1_000) as usize % 30_000) }
+    }
+
+    /// The first of `count` fresh source addresses, by number.
+    fn take(&self, count: usize) -> usize {
+        self.next.fetch_add(count, Ordering::Relaxed)
+    }
+}
 
 /// Connects in flight at once.
 const CONNECTS_IN_FLIGHT: usize = 256;
@@ -43,6 +58,7 @@ pub struct Streams {
 /// Opens `n` streams to `server`, the i-th at `path(i)`; returns once all are open (or failed)
 /// or `deadline` passed, with the time it took.
 pub async fn open(
+    sources: &Sources,
     server: impl Fn(usize) -> SocketAddr,
     n: usize,
     path: impl Fn(usize) -> String,
@@ -51,12 +67,12 @@ pub async fn open(
     let tally = Arc::new(Tally::default());
     let gate = Arc::new(Semaphore::new(CONNECTS_IN_FLIGHT));
     // Fresh source addresses for every call: the last call's ports sit in TIME_WAIT.
-    let first_source = NEXT_SOURCE.fetch_add(n.div_ceil(STREAMS_PER_SOURCE), Ordering::Relaxed);
+    let first_source = sources.take(n.div_ceil(STREAMS_PER_SOURCE));
     let mut tasks = JoinSet::new();
     let started = Instant::now();
     for i in 0..n {
         let k = first_source + i / STREAMS_PER_SOURCE;
-        let source = Ipv4Addr::new(127, 0, (k / 250) as u8, 2 + (k % 250) as u8);
+        let source = Ipv4Addr::new(127, 0, (k / 250 % 250) as u8, 2 + (k % 250) as u8);
         let request = format!("GET {} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n", path(i));
         let (tally, gate) = (Arc::clone(&tally), Arc::clone(&gate));
         let server = server(i);

@@ -62,6 +62,7 @@ async fn main() -> std::process::ExitCode {
     let sizes: Vec<usize> =
         [args.subscribers / 10, args.subscribers / 2, args.subscribers].into_iter().filter(|&n| n > 0).collect();
     let mut results = Results::default();
+    let sources = load::Sources::new();
     let mut healthy = true;
     for rep in 0..args.reps {
         for (k, &kind) in kinds.iter().enumerate() {
@@ -74,7 +75,7 @@ async fn main() -> std::process::ExitCode {
                 }
             };
             for &n in &sizes {
-                healthy &= scenario(&hub, n, n == args.subscribers, &args, &mut results).await;
+                healthy &= scenario(&hub, &sources, n, n == args.subscribers, &args, &mut results).await;
             }
             hub.stop().await;
             eprintln!("rep {} of {}: {} done", rep + 1, args.reps, kind.name());
@@ -101,11 +102,19 @@ async fn main() -> std::process::ExitCode {
 
 /// One scenario run at `n` streams; the full set only at the main size. Returns false when a
 /// stream failed to open or a broadcast did not reach all.
-async fn scenario(hub: &Running, n: usize, full: bool, args: &Args, results: &mut Results) -> bool {
+async fn scenario(
+    hub: &Running,
+    sources: &load::Sources,
+    n: usize,
+    full: bool,
+    args: &Args,
+    results: &mut Results,
+) -> bool {
     let kind = hub.kind;
     let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap_or_default();
     let baseline = load::rss_bytes(&hub.pids());
-    let (streams, took) = load::open(|i| hub.stream_addr(i), n, |i| hub.stream_path(i), Duration::from_secs(60)).await;
+    let (streams, took) =
+        load::open(sources, |i| hub.stream_addr(i), n, |i| hub.stream_path(i), Duration::from_secs(60)).await;
     let tally = Arc::clone(&streams.tally);
     let opened = tally.opened.load(Ordering::Relaxed);
     let mut ok = opened == n;

@@ -106,6 +106,8 @@ pub enum SubscribeError {
     UserFull(usize),
     /// The hub holds `max_connections` streams.
     HubFull,
+    /// The hub is shutting down.
+    ShuttingDown,
 }
 
 fn now_millis() -> u64 {
@@ -167,7 +169,12 @@ impl Hub {
 
     /// Ends every stream and background task.
     pub fn shutdown(&self) {
+        let state = self.state();
+        // Under the lock, so no stream registers after its outbox could have been closed.
         self.shared.shutdown.cancel();
+        for subscriber in state.users.values().flatten() {
+            subscriber.outbox.close();
+        }
     }
 
     /// After [`Hub::shutdown`]: waits until the store has written what it accepted and closed.
@@ -288,6 +295,9 @@ impl Hub {
         head.extend_from_slice(sse::event(None, &EventName::message(), user.as_str()).as_bytes());
 
         let mut state = self.state();
+        if self.shared.shutdown.is_cancelled() {
+            return Err(SubscribeError::ShuttingDown);
+        }
         if state.connections >= settings.max_connections {
             return Err(SubscribeError::HubFull);
         }
@@ -371,12 +381,14 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// The next bytes to write; `None` once the reader was cut off for falling behind.
-    pub async fn next(&mut self) -> Option<Bytes> {
+    /// Moves the frames waiting to be written into `into` (emptied by the caller).
+    /// `Ready(false)` once the stream is over: its reader fell too far behind, or shutdown.
+    pub fn poll_take(&mut self, cx: &mut std::task::Context<'_>, into: &mut Vec<Bytes>) -> std::task::Poll<bool> {
         if let Some(head) = self.head.take() {
-            return Some(head);
+            into.push(head);
+            return std::task::Poll::Ready(true);
         }
-        self.subscriber.outbox.next().await
+        self.subscriber.outbox.poll_take(cx, into)
     }
 }
 

@@ -108,7 +108,7 @@ async fn a_stream_first_on_its_connection_is_written_by_the_listener() {
 }
 
 /// A stream asked for after another request on the same connection is served by hyper, with
-/// the same headers and the same bytes.
+/// the same headers and the same bytes, and ends at shutdown just the same.
 #[tokio::test]
 async fn a_stream_after_other_requests_on_one_connection_still_streams() {
     let hub = start(&[]).await;
@@ -126,6 +126,7 @@ async fn a_stream_after_other_requests_on_one_connection_still_streams() {
     let id = hub.publish_id(json!({"to": "second", "data": "kept"})).await;
     raw.body_until(&format!("id: {id}\nevent: message\ndata: kept\n\n")).await;
     hub.stop().await;
+    assert_eq!(raw.chunk().await, "", "this stream too ends with the last chunk at shutdown");
 }
 
 /// A refused stream on a fresh connection gets the router's JSON error with its length, and

@@ -1,63 +1,85 @@
-//! One stream's outgoing bytes. Publishers append frames without waiting; the stream takes
-//! everything pending in one write. The queue is bounded: a reader that falls too far behind is
-//! cut off, so nobody else ever waits for it.
+//! One stream's outgoing frames. Publishers append without waiting; the stream takes everything
+//! pending at once and writes it in one go. Frames are shared, not copied: every stream holds
+//! the same encoded bytes of an event. The queue is bounded: a reader that falls too far behind
+//! is cut off, so nobody else ever waits for it.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use futures::task::AtomicWaker;
 use std::sync::Mutex;
-use tokio::sync::Notify;
+use std::task::{Context, Poll};
 
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
-    // A std mutex: held only to append or take bytes, never across an await.
+    // A std mutex: held only to append or swap a vector, never across an await.
     pending: Mutex<Pending>,
-    ready: Notify,
+    /// The stream's task, woken when the outbox stops being empty or is closed.
+    reader: AtomicWaker,
 }
 
 #[derive(Debug, Default)]
 struct Pending {
-    bytes: BytesMut,
-    overflowed: bool,
+    frames: Vec<Bytes>,
+    bytes: usize,
+    /// The reader fell behind or the hub is shutting down: no more frames, ever.
+    closed: bool,
 }
 
-/// The stream's reader fell more than the limit behind and has been cut off.
+/// The stream's reader fell more than the limit behind, or the outbox was closed.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Overflow;
+pub(crate) struct Closed;
 
 impl Outbox {
-    /// Appends `frame` unless that would put more than `limit` bytes in waiting.
-    pub fn push(&self, frame: &[u8], limit: usize) -> Result<(), Overflow> {
-        let result = {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            if pending.overflowed {
-                return Err(Overflow);
-            }
-            if pending.bytes.len() + frame.len() > limit {
-                pending.overflowed = true;
-                pending.bytes = BytesMut::new();
-                Err(Overflow)
-            } else {
-                pending.bytes.extend_from_slice(frame);
-                Ok(())
-            }
-        };
-        self.ready.notify_one();
-        result
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // Every section under the lock leaves `Pending` whole, so a poisoned lock is consistent.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits for pending bytes and takes them all; `None` once the reader was cut off.
-    pub async fn next(&self) -> Option<Bytes> {
-        loop {
-            {
-                let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-                if pending.overflowed {
-                    return None;
-                }
-                if !pending.bytes.is_empty() {
-                    return Some(pending.bytes.split().freeze());
-                }
+    /// Appends `frame` unless that would put more than `limit` bytes in waiting, in which case
+    /// the outbox is closed.
+    pub fn push(&self, frame: &Bytes, limit: usize) -> Result<(), Closed> {
+        let was_empty = {
+            let mut pending = self.pending();
+            if pending.closed {
+                return Err(Closed);
             }
-            self.ready.notified().await;
+            if pending.bytes + frame.len() > limit {
+                *pending = Pending { closed: true, ..Pending::default() };
+                drop(pending);
+                self.reader.wake();
+                return Err(Closed);
+            }
+            pending.frames.push(frame.clone());
+            pending.bytes += frame.len();
+            pending.frames.len() == 1
+        };
+        // A non-empty outbox has already woken its reader, who has not taken it yet.
+        if was_empty {
+            self.reader.wake();
         }
+        Ok(())
+    }
+
+    /// Ends the stream after what it already took.
+    pub fn close(&self) {
+        *self.pending() = Pending { closed: true, ..Pending::default() };
+        self.reader.wake();
+    }
+
+    /// Moves every pending frame into `into` (which the caller has emptied, so the two vectors
+    /// trade their allocations). `Ready(false)` once closed.
+    pub fn poll_take(&self, cx: &mut Context<'_>, into: &mut Vec<Bytes>) -> Poll<bool> {
+        // Register before looking, so a push in between still wakes this task.
+        self.reader.register(cx.waker());
+        let mut pending = self.pending();
+        if pending.closed {
+            return Poll::Ready(false);
+        }
+        if pending.frames.is_empty() {
+            return Poll::Pending;
+        }
+        std::mem::swap(&mut pending.frames, into);
+        pending.bytes = 0;
+        Poll::Ready(true)
     }
 }
 
@@ -65,21 +87,51 @@ impl Outbox {
 mod tests {
     use super::*;
 
-    /// Frames pushed before a read come out as one coalesced chunk, in order.
+    async fn take(outbox: &Outbox) -> Option<Vec<Bytes>> {
+        let mut frames = Vec::new();
+        std::future::poll_fn(|cx| outbox.poll_take(cx, &mut frames)).await.then_some(frames)
+    }
+
+    /// Frames pushed before a read come out together, in order, sharing the pushed bytes.
     #[tokio::test]
-    async fn pending_frames_are_coalesced() {
+    async fn pending_frames_are_taken_together() {
         let outbox = Outbox::default();
-        outbox.push(b"a\n\n", 100).unwrap();
-        outbox.push(b"b\n\n", 100).unwrap();
-        assert_eq!(outbox.next().await.unwrap(), "a\n\nb\n\n");
+        let (a, b) = (Bytes::from_static(b"a\n\n"), Bytes::from_static(b"b\n\n"));
+        outbox.push(&a, 100).unwrap();
+        outbox.push(&b, 100).unwrap();
+        let taken = take(&outbox).await.unwrap();
+        assert_eq!(taken, [a.clone(), b]);
+        assert_eq!(taken[0].as_ptr(), a.as_ptr(), "shared, not copied");
+    }
+
+    /// A reader waiting on an empty outbox wakes for the next push.
+    #[tokio::test]
+    async fn a_waiting_reader_wakes_on_push() {
+        let outbox = std::sync::Arc::new(Outbox::default());
+        let reader = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { take(&outbox).await }
+        });
+        tokio::task::yield_now().await;
+        outbox.push(&Bytes::from_static(b"late\n\n"), 100).unwrap();
+        assert_eq!(reader.await.unwrap().unwrap(), [Bytes::from_static(b"late\n\n")]);
     }
 
     /// Past the limit the outbox refuses and the reader learns it is cut off.
     #[tokio::test]
     async fn a_full_outbox_cuts_the_reader_off() {
         let outbox = Outbox::default();
-        outbox.push(&[b'x'; 8], 10).unwrap();
-        assert_eq!(outbox.push(&[b'y'; 8], 10), Err(Overflow));
-        assert_eq!(outbox.next().await, None);
+        outbox.push(&Bytes::from_static(&[b'x'; 8]), 10).unwrap();
+        assert_eq!(outbox.push(&Bytes::from_static(&[b'y'; 8]), 10), Err(Closed));
+        assert_eq!(take(&outbox).await, None);
+    }
+
+    /// A closed outbox ends its reader and takes nothing more.
+    #[tokio::test]
+    async fn close_ends_the_reader() {
+        let outbox = Outbox::default();
+        outbox.close();
+        assert_eq!(outbox.push(&Bytes::from_static(b"x"), 10), Err(Closed));
+        assert_eq!(take(&outbox).await, None);
     }
 }

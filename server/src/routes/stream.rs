@@ -19,11 +19,12 @@ use axum::Extension;
 use bytes::Bytes;
 use serde::Deserialize;
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio::time::{Instant, Sleep};
 
 /// The user the original client connected as when it gave none.
 const DEFAULT_USER: &str = "empty";
@@ -36,9 +37,6 @@ pub struct StreamQuery {
     #[serde(rename = "lastEventId")]
     last_event_id: Option<String>,
 }
-
-/// A stream's body: encoded frames, ending when the stream does.
-pub type Frames = Pin<Box<dyn futures::Stream<Item = Result<Bytes, Infallible>> + Send>>;
 
 /// A request extension the cleartext listener sets when it will write the stream's body to the
 /// socket itself: the handler leaves the body here instead of in the response.
@@ -83,11 +81,12 @@ pub async fn stream(
             AppError::TooManyRequests(format!("this user already has {limit} open streams"))
         }
         SubscribeError::HubFull => AppError::Unavailable("the hub is at its connection limit; retry later".into()),
+        SubscribeError::ShuttingDown => AppError::Unavailable("the hub is shutting down; retry later".into()),
     })?;
-    let frames = frames(subscription, state.streams, listener.expires, state.hub.shutdown_token());
+    let frames = Frames::new(subscription, state.streams, listener.expires);
     let body = match take_over {
         Some(Extension(slot)) => {
-            slot.put(Box::pin(frames));
+            slot.put(frames);
             Body::empty()
         }
         None => Body::from_stream(frames),
@@ -110,54 +109,97 @@ fn require_utf8(query: &str) -> Result<(), AppError> {
     }
 }
 
-/// Drives one stream: the subscription's bytes, a keep-alive comment after silence, and an end
-/// at the stream timeout, when its credential expires (`expires`, Unix seconds), at shutdown,
-/// or when the reader fell too far behind.
-fn frames(
+/// One stream's body: the subscription's frames, a keep-alive comment after silence, and an end
+/// at the stream timeout, when its credential expires, at shutdown, or when the reader fell too
+/// far behind. Timers are set once per stream, not once per event.
+pub struct Frames {
     subscription: Subscription,
-    settings: StreamSettings,
-    expires: Option<u64>,
-    shutdown: CancellationToken,
-) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
-    let timeout = settings.timeout.map(|t| Instant::now() + t);
-    let expiry = expires.map(|exp| {
-        let left = SystemTime::UNIX_EPOCH + Duration::from_secs(exp);
-        Instant::now() + left.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO)
-    });
-    let deadline = match (timeout, expiry) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    let pump = Pump { subscription, keep_alive: settings.keep_alive, deadline, shutdown };
-    futures::stream::unfold(pump, |mut pump| async move {
-        let chunk = tokio::select! {
-            biased;
-            _ = pump.shutdown.cancelled() => return None,
-            _ = sleep_until(pump.deadline) => return None,
-            next = pump.subscription.next() => next?,
-            _ = sleep(pump.keep_alive) => Bytes::from_static(sse::keep_alive().as_bytes()),
+    /// The earlier of the stream timeout and the credential's expiry.
+    deadline: Option<Pin<Box<Sleep>>>,
+    keep_alive: Option<KeepAlive>,
+    /// Frames taken and not yet yielded (the hyper path yields one chunk at a time).
+    taken: Vec<Bytes>,
+}
+
+struct KeepAlive {
+    period: Duration,
+    timer: Pin<Box<Sleep>>,
+    /// When the stream last sent something; the timer is moved past it only when it fires.
+    last_sent: Instant,
+}
+
+impl Frames {
+    /// `expires` is the credential's expiry in Unix seconds.
+    fn new(subscription: Subscription, settings: StreamSettings, expires: Option<u64>) -> Frames {
+        let timeout = settings.timeout.map(|t| Instant::now() + t);
+        let expiry = expires.map(|exp| {
+            let left = SystemTime::UNIX_EPOCH + Duration::from_secs(exp);
+            Instant::now() + left.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO)
+        });
+        let deadline = match (timeout, expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
-        Some((Ok(chunk), pump))
-    })
-}
+        let keep_alive = settings.keep_alive.map(|period| KeepAlive {
+            period,
+            timer: Box::pin(tokio::time::sleep(period)),
+            last_sent: Instant::now(),
+        });
+        Frames {
+            subscription,
+            deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
+            keep_alive,
+            taken: Vec::new(),
+        }
+    }
 
-struct Pump {
-    subscription: Subscription,
-    keep_alive: Option<Duration>,
-    deadline: Option<Instant>,
-    shutdown: CancellationToken,
-}
-
-async fn sleep(period: Option<Duration>) {
-    match period {
-        Some(period) => tokio::time::sleep(period).await,
-        None => std::future::pending().await,
+    /// Moves the frames due now into `into` (emptied by the caller); `Ready(false)` when the
+    /// stream is over.
+    pub fn poll_take(&mut self, cx: &mut Context<'_>, into: &mut Vec<Bytes>) -> Poll<bool> {
+        if self.deadline.as_mut().is_some_and(|d| d.as_mut().poll(cx).is_ready()) {
+            return Poll::Ready(false);
+        }
+        match self.subscription.poll_take(cx, into) {
+            Poll::Ready(more) => {
+                if let Some(keep_alive) = &mut self.keep_alive {
+                    keep_alive.last_sent = Instant::now();
+                }
+                return Poll::Ready(more);
+            }
+            Poll::Pending => {}
+        }
+        let Some(keep_alive) = &mut self.keep_alive else { return Poll::Pending };
+        while keep_alive.timer.as_mut().poll(cx).is_ready() {
+            let due = keep_alive.last_sent + keep_alive.period;
+            if due <= Instant::now() {
+                keep_alive.last_sent = Instant::now();
+                keep_alive.timer.as_mut().reset(keep_alive.last_sent + keep_alive.period);
+                into.push(Bytes::from_static(sse::keep_alive().as_bytes()));
+                return Poll::Ready(true);
+            }
+            keep_alive.timer.as_mut().reset(due);
+        }
+        Poll::Pending
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
+/// The hyper path: one chunk per frame.
+impl futures::Stream for Frames {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if let Some(frame) = this.taken.pop() {
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            let mut taken = std::mem::take(&mut this.taken);
+            let more = std::task::ready!(this.poll_take(cx, &mut taken));
+            taken.reverse();
+            this.taken = taken;
+            if !more {
+                return Poll::Ready(None);
+            }
+        }
     }
 }
