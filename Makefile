@@ -132,7 +132,7 @@ bench: release setup-bench
 # A few hundred streams through the load generator, so it cannot rot (part of `make test`).
 bench-smoke: release
 	cargo build --locked --release -p bench
-	target/release/tidings-bench --subscribers 300 --reps 1 --targets tidings --seconds 1 --out - > /dev/null
+	target/release/tidings-bench --subscribers 300 --idle 300 --reps 1 --targets tidings --seconds 1 --out - > /dev/null
 
 clean:
 	cargo clean

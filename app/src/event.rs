@@ -7,6 +7,10 @@ use serde_json::Value;
 use std::fmt;
 use std::str::FromStr;
 
+mod body;
+
+pub use body::PublishBody;
+
 /// An event id, `<unix-millis>-<sequence>`: strictly increasing across the hub, so replay can
 /// compare ids instead of trusting clocks.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -161,6 +165,11 @@ impl Recipients {
                 .collect::<Result<_, _>>()?,
             _ => return Err("`to` must be a user name, a list of user names, or \"*\"".into()),
         };
+        Recipients::from_names(names)
+    }
+
+    /// The names of a `to` list (or the one name given), checked and deduplicated.
+    fn from_names(names: Vec<&str>) -> Result<Self, String> {
         if names.is_empty() {
             return Err("`to` must name at least one user".into());
         }

@@ -2,6 +2,7 @@
 //! stays cheap), each bound to a loopback source address of its own range so ports do not run
 //! out, and a minimal reader that finds the publish timestamp `"t":<nanos>` in what arrives.
 
+use crate::http::find;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,6 +46,8 @@ pub struct Tally {
     pub failed: AtomicUsize,
     /// Events seen, across all streams.
     pub events: AtomicU64,
+    /// Streams that have seen at least one event.
+    pub streams_with_events: AtomicUsize,
     /// Publish-to-arrival latencies (ns) while recording is on.
     pub latencies: Mutex<Vec<u64>>,
     pub recording: std::sync::atomic::AtomicBool,
@@ -62,8 +65,10 @@ pub async fn open(
     server: impl Fn(usize) -> SocketAddr,
     n: usize,
     path: impl Fn(usize) -> String,
+    header: Option<&str>,
     deadline: Duration,
 ) -> (Streams, Duration) {
+    let extra = header.map_or_else(String::new, |h| format!("{h}\r\n"));
     let tally = Arc::new(Tally::default());
     let gate = Arc::new(Semaphore::new(CONNECTS_IN_FLIGHT));
     // Fresh source addresses for every call: the last call's ports sit in TIME_WAIT.
@@ -73,7 +78,7 @@ pub async fn open(
     for i in 0..n {
         let k = first_source + i / STREAMS_PER_SOURCE;
         let source = Ipv4Addr::new(127, 0, (k / 250 % 250) as u8, 2 + (k % 250) as u8);
-        let request = format!("GET {} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n", path(i));
+        let request = format!("GET {} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n{extra}\r\n", path(i));
         let (tally, gate) = (Arc::clone(&tally), Arc::clone(&gate));
         let server = server(i);
         tasks.spawn(async move {
@@ -135,6 +140,7 @@ async fn connect(
 async fn read_events(mut stream: tokio::net::TcpStream, early: Vec<u8>, tally: &Tally) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut pending = Some(early);
+    let mut seen_any = false;
     loop {
         let (arrived, chunk): (u64, &[u8]) = match pending.take() {
             Some(early) if !early.is_empty() => {
@@ -158,6 +164,10 @@ async fn read_events(mut stream: tokio::net::TcpStream, early: Vec<u8>, tally: &
             at += pos + 4 + end;
         }
         if !found.is_empty() {
+            if !seen_any {
+                seen_any = true;
+                tally.streams_with_events.fetch_add(1, Ordering::Relaxed);
+            }
             tally.events.fetch_add(found.len() as u64, Ordering::Relaxed);
             if tally.recording.load(Ordering::Relaxed) {
                 if let Ok(mut latencies) = tally.latencies.lock() {
@@ -166,10 +176,6 @@ async fn read_events(mut stream: tokio::net::TcpStream, early: Vec<u8>, tally: &
             }
         }
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 impl Streams {

@@ -3,11 +3,13 @@
 //! Loopback only; every loop is bounded in count and time. Exits non-zero when a stream could
 //! not open or a broadcast did not reach every stream, so a smoke run in `make test` catches rot.
 
+mod http;
 mod load;
 mod report;
 mod target;
 
 use clap::Parser;
+use http::Conn;
 use load::{now_nanos, percentile};
 use report::{Metric, Results};
 use std::path::PathBuf;
@@ -37,6 +39,9 @@ struct Args {
     /// Where to write the latency chart (SVG).
     #[arg(long, default_value = "docs/bench-latency.svg")]
     chart: PathBuf,
+    /// Streams held in the idle run, which only measures memory (0: skip it).
+    #[arg(long, default_value_t = 19_000)]
+    idle: usize,
     /// Seconds each throughput scenario runs.
     #[arg(long, default_value_t = 3)]
     seconds: u64,
@@ -77,11 +82,23 @@ async fn main() -> std::process::ExitCode {
             for &n in &sizes {
                 healthy &= scenario(&hub, &sources, n, n == args.subscribers, &args, &mut results).await;
             }
+            if kind != Kind::Nchan {
+                match storm(&hub, &sources, args.subscribers).await {
+                    Some(seconds) => results.add(kind, Metric::StormSeconds, args.subscribers, seconds),
+                    None => healthy = false,
+                }
+            }
+            if args.idle > 0 {
+                match idle_memory(&hub, &sources, args.idle).await {
+                    Some(kb) => results.add(kind, Metric::IdleRssPerStreamKb, args.subscribers, kb),
+                    None => healthy = false,
+                }
+            }
             hub.stop().await;
             eprintln!("rep {} of {}: {} done", rep + 1, args.reps, kind.name());
         }
     }
-    let markdown = report::markdown(&results, &kinds, args.subscribers, args.reps);
+    let markdown = report::markdown(&results, &kinds, args.subscribers, args.idle, args.reps);
     let chart = report::chart(&results, &kinds, &sizes);
     if args.out == "-" {
         #[allow(clippy::print_stdout)] // the report is this mode's output
@@ -111,10 +128,10 @@ async fn scenario(
     results: &mut Results,
 ) -> bool {
     let kind = hub.kind;
-    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap_or_default();
+    let mut conn = Conn::new(hub.addr);
     let baseline = load::rss_bytes(&hub.pids());
     let (streams, took) =
-        load::open(sources, |i| hub.stream_addr(i), n, |i| hub.stream_path(i), Duration::from_secs(60)).await;
+        load::open(sources, |i| hub.stream_addr(i), n, |i| hub.stream_path(i), None, Duration::from_secs(60)).await;
     let tally = Arc::clone(&streams.tally);
     let opened = tally.opened.load(Ordering::Relaxed);
     let mut ok = opened == n;
@@ -134,7 +151,7 @@ async fn scenario(
         let before = tally.events.load(Ordering::Relaxed);
         tally.latencies.lock().map(|mut l| l.clear()).ok();
         tally.recording.store(true, Ordering::Relaxed);
-        ok &= hub.publish(&client, None, &format!(r#"{{"t":{}}}"#, now_nanos())).await;
+        ok &= hub.publish(&mut conn, None, &format!(r#"{{"t":{}}}"#, now_nanos())).await.is_some();
         let deadline = Instant::now() + Duration::from_secs(10);
         while tally.events.load(Ordering::Relaxed) < before + opened as u64 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -155,16 +172,16 @@ async fn scenario(
         let window = Duration::from_secs(args.seconds);
         let before = tally.events.load(Ordering::Relaxed);
         let cpu = load::cpu_seconds(&hub.pids());
-        let (accepted, rate) = sustained(hub, &client, &tally, window).await;
+        let (accepted, rate) = sustained(hub, &tally, window).await;
         results.add(kind, Metric::DeliveriesPerSec, n, rate);
         results.add(kind, Metric::HubCpuPct, n, 100.0 * (load::cpu_seconds(&hub.pids()) - cpu) / window.as_secs_f64());
         tokio::time::sleep(Duration::from_secs(2)).await;
         let expected = (accepted * opened as u64).max(1);
         let delivered = tally.events.load(Ordering::Relaxed) - before;
         results.add(kind, Metric::SustainedDeliveredPct, n, 100.0 * delivered as f64 / expected as f64);
-        results.add(kind, Metric::UnicastPerSec, n, unicast(hub, &client, n, window).await);
+        results.add(kind, Metric::UnicastPerSec, n, unicast(hub, n, window).await);
         if kind != Kind::Nchan {
-            results.add(kind, Metric::BatchEventsPerSec, n, batches(hub, &client, n, window).await);
+            results.add(kind, Metric::BatchEventsPerSec, n, batches(hub, n, window).await);
         }
     }
     streams.close().await;
@@ -173,14 +190,15 @@ async fn scenario(
 
 /// Broadcasts as fast as 4 publishers can for `window`; returns events accepted and the
 /// deliveries per second the streams saw.
-async fn sustained(hub: &Running, client: &reqwest::Client, tally: &load::Tally, window: Duration) -> (u64, f64) {
+async fn sustained(hub: &Running, tally: &load::Tally, window: Duration) -> (u64, f64) {
     let accepted = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
     let before = tally.events.load(Ordering::Relaxed);
     let started = Instant::now();
     let publisher = || async {
+        let mut conn = Conn::new(hub.addr);
         while !stop.load(Ordering::Relaxed) {
-            if hub.publish(client, None, &format!(r#"{{"t":{}}}"#, now_nanos())).await {
+            if hub.publish(&mut conn, None, &format!(r#"{{"t":{}}}"#, now_nanos())).await.is_some() {
                 accepted.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -195,15 +213,16 @@ async fn sustained(hub: &Running, client: &reqwest::Client, tally: &load::Tally,
 }
 
 /// Single-user publishes from 32 concurrent publishers for `window`: accepted per second.
-async fn unicast(hub: &Running, client: &reqwest::Client, users: usize, window: Duration) -> f64 {
+async fn unicast(hub: &Running, users: usize, window: Duration) -> f64 {
     let accepted = AtomicU64::new(0);
     let started = Instant::now();
     let publisher = |p: usize| {
         let accepted = &accepted;
         async move {
+            let mut conn = Conn::new(hub.addr);
             let mut i = p;
             while started.elapsed() < window {
-                if hub.publish(client, Some(i % users), &format!(r#"{{"t":{}}}"#, now_nanos())).await {
+                if hub.publish(&mut conn, Some(i % users), &format!(r#"{{"t":{}}}"#, now_nanos())).await.is_some() {
                     accepted.fetch_add(1, Ordering::Relaxed);
                 }
                 i += 32;
@@ -215,21 +234,72 @@ async fn unicast(hub: &Running, client: &reqwest::Client, users: usize, window: 
 }
 
 /// Batches of 1,000 single-user events from 4 publishers for `window`: events per second.
-async fn batches(hub: &Running, client: &reqwest::Client, users: usize, window: Duration) -> f64 {
+async fn batches(hub: &Running, users: usize, window: Duration) -> f64 {
     let accepted = AtomicU64::new(0);
     let started = Instant::now();
     let publisher = |p: usize| {
         let accepted = &accepted;
         async move {
+            let mut conn = Conn::new(hub.addr);
             let mut first = p * 1000;
             while started.elapsed() < window {
-                accepted.fetch_add(hub.publish_batch(client, first, 1000, users).await as u64, Ordering::Relaxed);
+                accepted.fetch_add(hub.publish_batch(&mut conn, first, 1000, users).await as u64, Ordering::Relaxed);
                 first += 4000;
             }
         }
     };
     futures_join_all((0..4).map(publisher)).await;
     accepted.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// A reconnect storm: with no stream open, one event is published to each of `n` users, then
+/// all `n` reconnect at once with the `Last-Event-ID` from before those events. Returns the
+/// seconds until every stream had its missed event; `None` if some did not within 30 s.
+async fn storm(hub: &Running, sources: &load::Sources, n: usize) -> Option<f64> {
+    let mut conn = Conn::new(hub.addr);
+    let mark = hub.publish(&mut conn, None, r#"{"mark":true}"#).await?;
+    let mut accepted = 0;
+    for first in (0..n).step_by(1000) {
+        accepted += hub.publish_batch(&mut conn, first, 1000.min(n - first), n).await;
+    }
+    if accepted < n {
+        eprintln!("{}: storm: {accepted} of {n} missed events accepted", hub.kind.name());
+        return None;
+    }
+    let started = Instant::now();
+    let header = format!("Last-Event-ID: {mark}");
+    let deadline = Duration::from_secs(30);
+    let (streams, _) =
+        load::open(sources, |i| hub.stream_addr(i), n, |i| hub.stream_path(i), Some(&header), deadline).await;
+    let tally = Arc::clone(&streams.tally);
+    while tally.streams_with_events.load(Ordering::Relaxed) < n && started.elapsed() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let took = started.elapsed().as_secs_f64();
+    let replayed = tally.streams_with_events.load(Ordering::Relaxed);
+    streams.close().await;
+    if replayed < n {
+        eprintln!("{}: storm: {replayed} of {n} streams had their replay within 30 s", hub.kind.name());
+        return None;
+    }
+    Some(took)
+}
+
+/// Opens `n` streams and leaves them idle: the hub's memory per stream, in KB.
+async fn idle_memory(hub: &Running, sources: &load::Sources, n: usize) -> Option<f64> {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let baseline = load::rss_bytes(&hub.pids());
+    let (streams, _) =
+        load::open(sources, |i| hub.stream_addr(i), n, |i| hub.stream_path(i), None, Duration::from_secs(60)).await;
+    let opened = streams.tally.opened.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let per_stream = load::rss_bytes(&hub.pids()).saturating_sub(baseline) as f64 / opened.max(1) as f64;
+    streams.close().await;
+    if opened < n {
+        eprintln!("{}: idle run: {opened} of {n} streams opened", hub.kind.name());
+        return None;
+    }
+    Some(per_stream / 1000.0)
 }
 
 /// Runs futures concurrently on this task and waits for all.

@@ -8,6 +8,8 @@ use std::fmt::Write as _;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Metric {
     RssPerStreamKb,
+    /// RSS per stream at the idle run's size (`--idle`).
+    IdleRssPerStreamKb,
     ConnectsPerSec,
     BroadcastP50Ms,
     BroadcastP99Ms,
@@ -16,11 +18,14 @@ pub enum Metric {
     HubCpuPct,
     UnicastPerSec,
     BatchEventsPerSec,
+    /// Seconds from a reconnect storm's start until every stream had its replay.
+    StormSeconds,
 }
 
 impl Metric {
-    const TABLE: [Metric; 9] = [
+    const TABLE: [Metric; 11] = [
         Metric::RssPerStreamKb,
+        Metric::IdleRssPerStreamKb,
         Metric::ConnectsPerSec,
         Metric::BroadcastP50Ms,
         Metric::BroadcastP99Ms,
@@ -29,11 +34,13 @@ impl Metric {
         Metric::HubCpuPct,
         Metric::UnicastPerSec,
         Metric::BatchEventsPerSec,
+        Metric::StormSeconds,
     ];
 
     fn header(self) -> &'static str {
         match self {
             Metric::RssPerStreamKb => "RSS per idle stream (KB)",
+            Metric::IdleRssPerStreamKb => "RSS per idle stream, idle run (KB)",
             Metric::ConnectsPerSec => "connects/s",
             Metric::BroadcastP50Ms => "broadcast p50 (ms)",
             Metric::BroadcastP99Ms => "broadcast p99 (ms)",
@@ -42,6 +49,7 @@ impl Metric {
             Metric::HubCpuPct => "hub CPU while sustained (%)",
             Metric::UnicastPerSec => "unicast publishes/s",
             Metric::BatchEventsPerSec => "batch events/s",
+            Metric::StormSeconds => "reconnect storm: all replayed (s)",
         }
     }
 }
@@ -80,13 +88,16 @@ fn machine() -> String {
 
 fn format_value(metric: Metric, value: f64) -> String {
     match metric {
-        Metric::RssPerStreamKb | Metric::BroadcastP50Ms | Metric::BroadcastP99Ms => format!("{value:.1}"),
+        Metric::RssPerStreamKb | Metric::IdleRssPerStreamKb | Metric::BroadcastP50Ms | Metric::BroadcastP99Ms => {
+            format!("{value:.1}")
+        }
+        Metric::StormSeconds => format!("{value:.2}"),
         Metric::SustainedDeliveredPct | Metric::HubCpuPct => format!("{value:.1}"),
         _ => format!("{:.0}", value.round()),
     }
 }
 
-pub fn markdown(results: &Results, kinds: &[Kind], n: usize, reps: usize) -> String {
+pub fn markdown(results: &Results, kinds: &[Kind], n: usize, idle: usize, reps: usize) -> String {
     let mut out = String::new();
     let date = std::process::Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
@@ -98,6 +109,10 @@ pub fn markdown(results: &Results, kinds: &[Kind], n: usize, reps: usize) -> Str
     let _ = writeln!(
         out,
         "Loopback only; the load generator shares the cores with the hub. Medians of {reps} interleaved runs at {n} subscribers; in brackets, the ratio to nginx + nchan (for latency and memory, lower is better).\n"
+    );
+    let _ = writeln!(
+        out,
+        "The idle run holds {idle} streams and only measures memory. The reconnect storm drops {n} streams, publishes one event to each user while they are away, and reopens all {n} at once with `Last-Event-ID`: the time until every stream has its missed event (Tidings only: nchan's replay wants its own message ids).\n"
     );
     let _ = write!(out, "| hub |");
     for metric in Metric::TABLE {

@@ -1,6 +1,7 @@
 //! The hubs under test, started as child processes on loopback and stopped by their PID:
 //! Tidings (the release binary) and nginx + nchan (Debian's packages, `bench/nchan.conf`).
 
+use crate::http::Conn;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -40,7 +41,7 @@ fn tidings_node(tidings: &Path, addr: SocketAddr, redis: Option<&str>) -> std::i
     let mut command = Command::new(tidings);
     command
         .args(["--addr", &addr.to_string(), "--tick-interval", "0", "--keep-alive", "0", "--stream-timeout", "0"])
-        .args(["--max-connections-per-user", "100000", "--history", "10000"]);
+        .args(["--max-connections-per-user", "100000", "--history", "100000"]);
     if let Some(url) = redis {
         command.args(["--redis-url", url]);
     }
@@ -143,39 +144,39 @@ impl Running {
         }
     }
 
-    /// Publishes `data` to user `to` (`None`: everyone); returns whether it was accepted.
-    pub async fn publish(&self, client: &reqwest::Client, to: Option<usize>, data: &str) -> bool {
-        let request = match (self.kind, to) {
-            (Kind::Tidings | Kind::Cluster, to) => {
+    /// Publishes `data` to user `to` (`None`: everyone); returns the new event's id (Tidings)
+    /// or an empty string (nchan), or `None` when it was not accepted.
+    pub async fn publish(&self, conn: &mut Conn, to: Option<usize>, data: &str) -> Option<String> {
+        let (path, body) = match self.kind {
+            Kind::Tidings | Kind::Cluster => {
                 let to = to.map_or_else(|| "*".to_owned(), |i| format!("u{i}"));
-                client
-                    .post(format!("http://{}/api/events", self.addr))
-                    .header("content-type", "application/json")
-                    .body(format!(r#"{{"to":"{to}","data":{data}}}"#))
+                ("/api/events".to_owned(), format!(r#"{{"to":"{to}","data":{data}}}"#))
             }
-            (Kind::Nchan, to) => {
+            Kind::Nchan => {
                 let channel = to.map_or_else(|| "broadcast".to_owned(), |i| format!("u{i}"));
-                client.post(format!("http://{}/pub/{channel}", self.addr)).body(data.to_owned())
+                (format!("/pub/{channel}"), data.to_owned())
             }
         };
-        request.send().await.is_ok_and(|r| r.status().is_success())
+        let (status, answer) = conn.post(&path, "application/json", body.as_bytes()).await.ok()?;
+        if !(200..300).contains(&status) {
+            return None;
+        }
+        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
+        Some(answer["id"].as_str().unwrap_or_default().to_owned())
     }
 
-    /// Publishes a batch of unicast events in one request (Tidings only); returns how many
-    /// were accepted.
-    pub async fn publish_batch(&self, client: &reqwest::Client, first_user: usize, n: usize, users: usize) -> usize {
+    /// Publishes a batch of unicast events, to users `first_user..first_user + n` (modulo
+    /// `users`), in one request (Tidings only); returns how many were accepted.
+    pub async fn publish_batch(&self, conn: &mut Conn, first_user: usize, n: usize, users: usize) -> usize {
         let events: Vec<String> = (0..n)
             .map(|k| format!(r#"{{"to":"u{}","data":{{"t":{}}}}}"#, (first_user + k) % users, crate::load::now_nanos()))
             .collect();
         let body = format!("[{}]", events.join(","));
-        let sent = client
-            .post(format!("http://{}/api/events", self.addr))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await;
-        match sent {
-            Ok(r) if r.status().is_success() => r.text().await.map_or(0, |t| t.matches("\"id\"").count()),
+        match conn.post("/api/events", "application/json", body.as_bytes()).await {
+            Ok((status, answer)) if (200..300).contains(&status) => {
+                let answers: Vec<serde_json::Value> = serde_json::from_slice(&answer).unwrap_or_default();
+                answers.iter().filter(|a| a["id"].is_string()).count()
+            }
             _ => 0,
         }
     }

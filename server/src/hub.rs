@@ -193,17 +193,32 @@ impl Hub {
     /// a stream whose outbox is full is cut off instead. `Err` means nothing was stored.
     pub async fn publish(&self, request: PublishRequest) -> Result<PublishAck, StoreUnavailable> {
         match &self.shared.store {
-            Store::Memory => {
-                let mut state = self.state();
-                let id = state.reserved.next(now_millis());
-                state.reserved = id;
-                let reached = self.apply_locked(&mut state, id, request, true);
-                drop(state);
-                Ok(PublishAck { id: id.to_string(), connections: Some(reached) })
-            }
+            Store::Memory => Ok(self.publish_locked(&mut self.state(), request)),
             Store::File(file) => file.publish(request).await,
             Store::Redis(redis) => redis.publish(request).await,
         }
+    }
+
+    /// Publishes `requests` in order, as [`Hub::publish`] would one by one, but in one go: one
+    /// lock in memory, one group of commits in the file, one transaction in Redis.
+    pub async fn publish_all(&self, requests: Vec<PublishRequest>) -> Vec<Result<PublishAck, StoreUnavailable>> {
+        match &self.shared.store {
+            Store::Memory => {
+                let mut state = self.state();
+                requests.into_iter().map(|request| Ok(self.publish_locked(&mut state, request))).collect()
+            }
+            // Queued in order; the writer commits whatever is waiting together.
+            Store::File(file) => futures::future::join_all(requests.into_iter().map(|r| file.publish(r))).await,
+            Store::Redis(redis) => redis.publish_all(requests).await,
+        }
+    }
+
+    /// The memory store's publish: an id, then history and streams.
+    fn publish_locked(&self, state: &mut State, request: PublishRequest) -> PublishAck {
+        let id = state.reserved.next(now_millis());
+        state.reserved = id;
+        let reached = self.apply_locked(state, id, request, true);
+        PublishAck { id: id.to_string(), connections: Some(reached) }
     }
 
     /// Hands out `n` ids, in order, for events the caller applies later.

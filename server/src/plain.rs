@@ -21,6 +21,7 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::io;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -195,10 +196,14 @@ async fn stream(mut tcp: TcpStream, mut request: Request<Body>, router: Router) 
 async fn pump(mut tcp: TcpStream, mut frames: Frames) {
     let mut batch = Vec::new();
     loop {
-        let more = tokio::select! {
-            () = departed(&tcp) => return,
-            more = std::future::poll_fn(|cx| frames.poll_take(cx, &mut batch)) => more,
-        };
+        let more = std::future::poll_fn(|cx| {
+            if poll_departed(&tcp, cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            frames.poll_take(cx, &mut batch).map(Some)
+        })
+        .await;
+        let Some(more) = more else { return };
         if !more {
             // The stream ended (shutdown, timeout, expiry, a reader too far behind).
             let _ = tcp.write_all(b"0\r\n\r\n").await;
@@ -211,21 +216,29 @@ async fn pump(mut tcp: TcpStream, mut frames: Frames) {
     }
 }
 
-/// Resolves when the reader closed the connection or it broke. Whatever the reader sends on a
-/// stream's connection is read and dropped.
-async fn departed(tcp: &TcpStream) {
+/// Reads (and drops) at most this many small reads per wake-up from a stream's reader.
+const MAX_DROPPED_READS: usize = 16;
+
+/// `Ready` when the reader closed the connection or it broke. Whatever the reader sends on a
+/// stream's connection is read and dropped. Polled with the frames, so waiting costs no future
+/// per event: the socket keeps the waker.
+fn poll_departed(tcp: &TcpStream, cx: &mut Context<'_>) -> Poll<()> {
     let mut sink = [0u8; 64];
-    loop {
-        if tcp.readable().await.is_err() {
-            return;
-        }
-        match tcp.try_read(&mut sink) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return,
+    for _ in 0..MAX_DROPPED_READS {
+        match tcp.poll_read_ready(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(_)) => return Poll::Ready(()),
+            Poll::Ready(Ok(())) => match tcp.try_read(&mut sink) {
+                Ok(0) => return Poll::Ready(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return Poll::Ready(()),
+            },
         }
     }
+    // A chatty reader: come back later rather than spin here.
+    cx.waker().wake_by_ref();
+    Poll::Pending
 }
 
 /// Most slices in one vectored write.

@@ -62,6 +62,29 @@ on_every_store!(
 );
 
 on_every_store!(
+    /// A batch is stored in one go, in order: increasing ids, delivered and replayed in that
+    /// order, refused elements skipped.
+    batch_in_order, &[], |hub| {
+        let mut amy = hub.subscribe("user=amy", None).await.welcomed().await;
+        let mut batch: Vec<_> = (0..50).map(|i| json!({"to": "amy", "data": i})).collect();
+        batch.insert(10, json!({"to": "", "data": "refused"}));
+        let (status, answers) = hub.publish(json!(batch)).await;
+        assert_eq!(status, 202);
+        let answers = answers.as_array().unwrap();
+        assert_eq!(answers[10]["status"], 400);
+        let ids: Vec<&str> = answers.iter().filter_map(|a| a["id"].as_str()).collect();
+        assert_eq!(ids.len(), 50);
+        assert!(ids.windows(2).all(|w| id_parts(w[0]) < id_parts(w[1])), "{ids:?}");
+        let live = amy.take(50).await;
+        assert_eq!(live.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ids);
+        assert!(live.iter().enumerate().all(|(i, e)| e.data == i.to_string()));
+        let mut again = hub.subscribe("user=amy", Some(ids[24])).await.welcomed().await;
+        let replay = again.take(25).await;
+        assert_eq!(replay.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), &ids[25..]);
+    }
+);
+
+on_every_store!(
     /// Ids are `<millis>-<seq>` and strictly increase.
     ids_increase, &[], |hub| {
         let mut previous = (0, 0);

@@ -91,7 +91,32 @@ pub(super) async fn open(settings: HubSettings, url: &str) -> std::io::Result<Hu
 impl RedisStore {
     pub(super) async fn publish(&self, request: PublishRequest) -> Result<PublishAck, StoreUnavailable> {
         let mut writer = self.writer.clone();
-        let id: String = redis::cmd("XADD")
+        let id: String = self.append(&request).query_async(&mut writer).await.map_err(unavailable)?;
+        // Delivery, here as on every node, comes from following the stream.
+        Ok(PublishAck { id, connections: None })
+    }
+
+    /// Appends every request in one transaction: all are stored, in order, or none is.
+    pub(super) async fn publish_all(&self, requests: Vec<PublishRequest>) -> Vec<Result<PublishAck, StoreUnavailable>> {
+        let mut transaction = redis::pipe();
+        transaction.atomic();
+        for request in &requests {
+            transaction.add_command(self.append(request));
+        }
+        let mut writer = self.writer.clone();
+        match transaction.query_async::<Vec<String>>(&mut writer).await {
+            Ok(ids) => ids.into_iter().map(|id| Ok(PublishAck { id, connections: None })).collect(),
+            Err(cause) => {
+                let cause = unavailable(cause);
+                requests.iter().map(|_| Err(StoreUnavailable(cause.0.clone()))).collect()
+            }
+        }
+    }
+
+    /// `XADD` of one event, trimming the stream to the retention limit.
+    fn append(&self, request: &PublishRequest) -> redis::Cmd {
+        let mut command = redis::cmd("XADD");
+        command
             .arg(STREAM_KEY)
             .arg("MAXLEN")
             .arg(self.capacity.max(1))
@@ -101,12 +126,8 @@ impl RedisStore {
             .arg("event")
             .arg(request.event.as_str())
             .arg("data")
-            .arg(&request.data)
-            .query_async(&mut writer)
-            .await
-            .map_err(unavailable)?;
-        // Delivery, here as on every node, comes from following the stream.
-        Ok(PublishAck { id, connections: None })
+            .arg(&request.data);
+        command
     }
 
     pub(super) fn health(&self) -> Result<(), String> {

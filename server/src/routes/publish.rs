@@ -3,14 +3,13 @@
 
 use super::AppState;
 use crate::error::AppError;
-use app::event::PublishRequest;
+use app::event::{PublishAck, PublishBody, PublishRequest};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::Value;
 
 pub async fn publish(
     State(state): State<AppState>,
@@ -23,45 +22,60 @@ pub async fn publish(
         StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge("the request body is too large".into()),
         _ => AppError::BadRequest(format!("could not read the request body: {}", e.body_text())),
     })?;
-    let value: Value =
-        serde_json::from_slice(&body).map_err(|e| AppError::BadRequest(format!("malformed JSON: {e}")))?;
-    match value {
-        Value::Array(items) => publish_batch(&state, &items).await,
-        single => {
-            let request = validate(&state, &single)?;
+    match PublishBody::parse(&body).map_err(AppError::BadRequest)? {
+        PublishBody::Batch(items) => publish_batch(&state, items).await,
+        PublishBody::One(request) => {
+            let request = validate(&state, request)?;
             let ack = state.hub.publish(request).await.map_err(|e| AppError::Unavailable(e.0))?;
             Ok((StatusCode::ACCEPTED, Json(ack)).into_response())
         }
     }
 }
 
-/// Publishes each valid element; the answer lists, in order, an ack or the element's error.
-async fn publish_batch(state: &AppState, items: &[Value]) -> Result<Response, AppError> {
+/// Publishes every valid element in one go; the answer lists, in order, an ack or the
+/// element's error.
+async fn publish_batch(state: &AppState, items: Vec<Result<PublishRequest, String>>) -> Result<Response, AppError> {
     if items.is_empty() {
         return Err(AppError::BadRequest("an empty batch publishes nothing".into()));
     }
-    let mut answers = Vec::with_capacity(items.len());
+    let mut valid = Vec::with_capacity(items.len());
+    // In order: `None` for an element that went into `valid`, else why it was refused.
+    let mut refusals = Vec::with_capacity(items.len());
     for item in items {
-        let answer = match validate(state, item) {
-            Ok(request) => match state.hub.publish(request).await {
-                Ok(ack) => serde_json::to_value(ack),
-                Err(e) => serde_json::to_value(BatchError { status: 503, error: e.0 }),
-            },
-            Err(e) => serde_json::to_value(BatchError { status: e.status().as_u16(), error: e.message() }),
-        };
-        answers.push(answer.unwrap_or(Value::Null));
+        match validate(state, item) {
+            Ok(request) => {
+                valid.push(request);
+                refusals.push(None);
+            }
+            Err(refusal) => refusals.push(Some(refusal)),
+        }
     }
+    let mut published = state.hub.publish_all(valid).await.into_iter();
+    let answers: Vec<BatchAnswer> = refusals
+        .into_iter()
+        .map(|refusal| match refusal {
+            None => match published.next() {
+                Some(Ok(ack)) => BatchAnswer::Accepted(ack),
+                Some(Err(e)) => BatchAnswer::Refused { status: 503, error: e.0 },
+                None => BatchAnswer::Refused { status: 500, error: "internal error".into() },
+            },
+            Some(e) => BatchAnswer::Refused { status: e.status().as_u16(), error: e.message() },
+        })
+        .collect();
     Ok((StatusCode::ACCEPTED, Json(answers)).into_response())
 }
 
+/// One element of a batch's answer.
 #[derive(serde::Serialize)]
-struct BatchError {
-    status: u16,
-    error: String,
+#[serde(untagged)]
+enum BatchAnswer {
+    Accepted(PublishAck),
+    Refused { status: u16, error: String },
 }
 
-fn validate(state: &AppState, value: &Value) -> Result<PublishRequest, AppError> {
-    let request = PublishRequest::from_json(value).map_err(AppError::BadRequest)?;
+/// A parsed element, held to the data size limit.
+fn validate(state: &AppState, request: Result<PublishRequest, String>) -> Result<PublishRequest, AppError> {
+    let request = request.map_err(AppError::BadRequest)?;
     if request.data.len() > state.max_data {
         return Err(AppError::PayloadTooLarge(format!(
             "data is {} bytes; the limit is {} (--max-data)",
