@@ -89,9 +89,17 @@ async fn main() -> std::process::ExitCode {
                 }
             }
             if args.idle > 0 {
-                match idle_memory(&hub, &sources, args.idle).await {
-                    Some(kb) => results.add(kind, Metric::IdleRssPerStreamKb, args.subscribers, kb),
-                    None => healthy = false,
+                let (kb, opened) = idle_memory(&hub, &sources, args.idle).await;
+                results.add(kind, Metric::IdleRssPerStreamKb, args.subscribers, kb);
+                if opened < args.idle {
+                    results.note(format!(
+                        "{}: the idle run opened {opened} of {} streams (rep {}); its figure is per stream opened.",
+                        kind.name(),
+                        args.idle,
+                        rep + 1
+                    ));
+                    // Another hub's limits are a finding; ours failing is a fault.
+                    healthy &= kind == Kind::Nchan;
                 }
             }
             hub.stop().await;
@@ -285,8 +293,9 @@ async fn storm(hub: &Running, sources: &load::Sources, n: usize) -> Option<f64> 
     Some(took)
 }
 
-/// Opens `n` streams and leaves them idle: the hub's memory per stream, in KB.
-async fn idle_memory(hub: &Running, sources: &load::Sources, n: usize) -> Option<f64> {
+/// Opens `n` streams and leaves them idle: the hub's memory per stream opened, in KB, and how
+/// many opened.
+async fn idle_memory(hub: &Running, sources: &load::Sources, n: usize) -> (f64, usize) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let baseline = load::rss_bytes(&hub.pids());
     let (streams, _) =
@@ -295,11 +304,7 @@ async fn idle_memory(hub: &Running, sources: &load::Sources, n: usize) -> Option
     tokio::time::sleep(Duration::from_secs(1)).await;
     let per_stream = load::rss_bytes(&hub.pids()).saturating_sub(baseline) as f64 / opened.max(1) as f64;
     streams.close().await;
-    if opened < n {
-        eprintln!("{}: idle run: {opened} of {n} streams opened", hub.kind.name());
-        return None;
-    }
-    Some(per_stream / 1000.0)
+    (per_stream / 1000.0, opened)
 }
 
 /// Runs futures concurrently on this task and waits for all.

@@ -57,9 +57,16 @@ impl Metric {
 #[derive(Default)]
 pub struct Results {
     values: BTreeMap<(&'static str, Metric, usize), Vec<f64>>,
+    /// Findings printed under the table.
+    notes: Vec<String>,
 }
 
 impl Results {
+    pub fn note(&mut self, note: String) {
+        eprintln!("{note}");
+        self.notes.push(note);
+    }
+
     pub fn add(&mut self, kind: Kind, metric: Metric, n: usize, value: f64) {
         self.values.entry((kind.name(), metric, n)).or_default().push(value);
     }
@@ -142,6 +149,12 @@ pub fn markdown(results: &Results, kinds: &[Kind], n: usize, idle: usize, reps: 
             }
         }
         out.push('\n');
+    }
+    if !results.notes.is_empty() {
+        out.push('\n');
+        for note in &results.notes {
+            let _ = writeln!(out, "- {note}");
+        }
     }
     let _ = writeln!(out, "\n![Broadcast latency (p50) against subscribers](docs/bench-latency.svg)");
     out

@@ -173,9 +173,10 @@ impl Running {
             .collect();
         let body = format!("[{}]", events.join(","));
         match conn.post("/api/events", "application/json", body.as_bytes()).await {
+            // Each accepted element's answer has one `"id"` key; counted without parsing, so
+            // the generator spends its CPU on load, not on reading answers.
             Ok((status, answer)) if (200..300).contains(&status) => {
-                let answers: Vec<serde_json::Value> = serde_json::from_slice(&answer).unwrap_or_default();
-                answers.iter().filter(|a| a["id"].is_string()).count()
+                answer.windows(5).filter(|w| w == b"\"id\":").count()
             }
             _ => 0,
         }

@@ -1,8 +1,10 @@
-//! The retained events: the newest `capacity` across all users, in id order, each encoded once.
+//! The retained events: the newest `capacity` across all users, in id order, each encoded once,
+//! indexed by user so a replay reads only the events it returns (a reconnect storm of thousands
+//! of clients must not scan the whole history once per client, under the hub's lock).
 
 use app::event::{EventId, Recipients, UserName};
 use bytes::Bytes;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 /// One published event as it is kept: who it is for, and its frame exactly as streams get it.
 #[derive(Debug)]
@@ -25,6 +27,13 @@ pub(crate) enum Resume {
 #[derive(Debug)]
 pub(crate) struct History {
     events: VecDeque<Stored>,
+    /// The position of `events[0]` among all events ever pushed: positions stay put as the
+    /// front is evicted.
+    first: u64,
+    /// Positions of the events addressed to each user by name, oldest first.
+    by_user: HashMap<UserName, VecDeque<u64>>,
+    /// Positions of the broadcasts, oldest first.
+    broadcasts: VecDeque<u64>,
     capacity: usize,
     /// The newest id no longer held (or the hub's start position): a client that has seen it has
     /// seen everything that was evicted.
@@ -33,7 +42,14 @@ pub(crate) struct History {
 
 impl History {
     pub fn new(capacity: usize, start: EventId) -> Self {
-        History { events: VecDeque::new(), capacity, floor: start }
+        History {
+            events: VecDeque::new(),
+            first: 0,
+            by_user: HashMap::new(),
+            broadcasts: VecDeque::new(),
+            capacity,
+            floor: start,
+        }
     }
 
     pub fn push(&mut self, stored: Stored) {
@@ -41,10 +57,45 @@ impl History {
             self.floor = stored.id;
             return;
         }
+        let position = self.first + self.events.len() as u64;
+        match &stored.to {
+            Recipients::All => self.broadcasts.push_back(position),
+            Recipients::Users(users) => {
+                for user in users {
+                    match self.by_user.get_mut(user) {
+                        Some(positions) => positions.push_back(position),
+                        None => {
+                            self.by_user.insert(user.clone(), VecDeque::from([position]));
+                        }
+                    }
+                }
+            }
+        }
         self.events.push_back(stored);
         while self.events.len() > self.capacity {
             if let Some(evicted) = self.events.pop_front() {
+                self.forget(&evicted);
+                self.first += 1;
                 self.floor = evicted.id;
+            }
+        }
+    }
+
+    /// Drops the oldest event's index entries (they are the oldest in each list).
+    fn forget(&mut self, evicted: &Stored) {
+        match &evicted.to {
+            Recipients::All => {
+                self.broadcasts.pop_front();
+            }
+            Recipients::Users(users) => {
+                for user in users {
+                    if let Some(positions) = self.by_user.get_mut(user) {
+                        positions.pop_front();
+                        if positions.is_empty() {
+                            self.by_user.remove(user);
+                        }
+                    }
+                }
             }
         }
     }
@@ -68,8 +119,12 @@ impl History {
         user: &'a UserName,
         after: Option<EventId>,
     ) -> impl Iterator<Item = &'a Bytes> + 'a {
-        let start = after.map_or(0, |after| self.events.partition_point(|e| e.id <= after));
-        self.events.range(start..).filter(move |e| e.to.includes(user)).map(|e| &e.frame)
+        let start = self.first + after.map_or(0, |after| self.events.partition_point(|e| e.id <= after)) as u64;
+        let from = |positions: &'a VecDeque<u64>| positions.range(positions.partition_point(|&p| p < start)..);
+        let mut positions: Vec<u64> = self.by_user.get(user).map(from).into_iter().flatten().copied().collect();
+        positions.extend(from(&self.broadcasts));
+        positions.sort_unstable();
+        positions.into_iter().filter_map(move |p| self.events.get((p - self.first) as usize)).map(|e| &e.frame)
     }
 }
 
@@ -117,6 +172,37 @@ mod tests {
         assert_eq!(history.resume("0-5", id(5)), Resume::Gap);
         assert_eq!(history.resume("6-0", id(5)), Resume::Gap);
         assert_eq!(history.resume("x", id(5)), Resume::Gap);
+    }
+
+    /// The index follows eviction: replays after it are exactly the scan's answer, for users
+    /// addressed alone, together and by broadcast.
+    #[test]
+    fn the_index_agrees_with_a_scan_through_eviction() {
+        let names = ["a", "b", "c"];
+        let mut history = History::new(7, id(0));
+        let mut all = Vec::new();
+        for millis in 1..=40u64 {
+            let to = match millis % 5 {
+                0 => Recipients::All,
+                1 => Recipients::Users(vec![UserName::new("a").unwrap(), UserName::new("b").unwrap()]),
+                k => Recipients::Users(vec![UserName::new(names[k as usize % 3]).unwrap()]),
+            };
+            all.push((id(millis), to.clone()));
+            history.push(Stored { id: id(millis), to, frame: Bytes::from(millis.to_string()) });
+            let held = &all[all.len().saturating_sub(7)..];
+            for name in names {
+                let user = UserName::new(name).unwrap();
+                for after in [None, Some(id(millis.saturating_sub(3)))] {
+                    let expected: Vec<String> = held
+                        .iter()
+                        .filter(|(i, to)| after.is_none_or(|a| *i > a) && to.includes(&user))
+                        .map(|(i, _)| i.millis.to_string())
+                        .collect();
+                    assert_eq!(replay(&history, name, after), expected, "{name} after {after:?} at {millis}");
+                }
+            }
+        }
+        assert!(history.by_user.values().all(|p| p.len() <= 7), "evicted positions are forgotten");
     }
 
     /// A history of zero keeps nothing and knows only the newest id.
