@@ -88,21 +88,36 @@ async fn main() -> std::process::ExitCode {
                     None => healthy = false,
                 }
             }
-            if args.idle > 0 {
-                let (kb, opened) = idle_memory(&hub, &sources, args.idle).await;
-                results.add(kind, Metric::IdleRssPerStreamKb, args.subscribers, kb);
-                if opened < args.idle {
+            hub.stop().await;
+            // Memory is measured on a fresh process: a hub that already served and freed
+            // streams reuses that memory, and its RSS hides what a stream costs.
+            for (offset, (metric, n)) in
+                [(Metric::RssPerStreamKb, args.subscribers), (Metric::IdleRssPerStreamKb, args.idle)]
+                    .into_iter()
+                    .enumerate()
+            {
+                if n == 0 {
+                    continue;
+                }
+                let hub = match target::start(kind, port + 1 + offset as u16, &args.tidings, &root).await {
+                    Ok(hub) => hub,
+                    Err(e) => {
+                        eprintln!("cannot start {}: {e}", kind.name());
+                        return std::process::ExitCode::FAILURE;
+                    }
+                };
+                let (kb, opened) = idle_memory(&hub, &sources, n).await;
+                hub.stop().await;
+                results.add(kind, metric, args.subscribers, kb);
+                if opened < n {
                     results.note(format!(
-                        "{}: the idle run opened {opened} of {} streams (rep {}); its figure is per stream opened.",
-                        kind.name(),
-                        args.idle,
-                        rep + 1
+                        "{}: an idle run opened {opened} of {n} streams; its figure is per stream opened.",
+                        kind.name()
                     ));
                     // Another hub's limits are a finding; ours failing is a fault.
                     healthy &= kind == Kind::Nchan;
                 }
             }
-            hub.stop().await;
             eprintln!("rep {} of {}: {} done", rep + 1, args.reps, kind.name());
         }
     }
@@ -137,7 +152,6 @@ async fn scenario(
 ) -> bool {
     let kind = hub.kind;
     let mut conn = Conn::new(hub.addr);
-    let baseline = load::rss_bytes(&hub.pids());
     let (streams, took) =
         load::open(sources, |i| hub.stream_addr(i), n, |i| hub.stream_path(i), None, Duration::from_secs(60)).await;
     let tally = Arc::clone(&streams.tally);
@@ -148,9 +162,6 @@ async fn scenario(
     }
     if full {
         results.add(kind, Metric::ConnectsPerSec, n, opened as f64 / took.as_secs_f64());
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let per_stream = load::rss_bytes(&hub.pids()).saturating_sub(baseline) as f64 / opened.max(1) as f64;
-        results.add(kind, Metric::RssPerStreamKb, n, per_stream / 1000.0);
     }
 
     // Broadcast latency: one event to every stream, a few times.

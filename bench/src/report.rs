@@ -62,9 +62,12 @@ pub struct Results {
 }
 
 impl Results {
+    /// A finding printed under the table (once, however many repetitions met it).
     pub fn note(&mut self, note: String) {
         eprintln!("{note}");
-        self.notes.push(note);
+        if !self.notes.contains(&note) {
+            self.notes.push(note);
+        }
     }
 
     pub fn add(&mut self, kind: Kind, metric: Metric, n: usize, value: f64) {
@@ -119,7 +122,7 @@ pub fn markdown(results: &Results, kinds: &[Kind], n: usize, idle: usize, reps: 
     );
     let _ = writeln!(
         out,
-        "The idle run holds {idle} streams and only measures memory. The reconnect storm drops {n} streams, publishes one event to each user while they are away, and reopens all {n} at once with `Last-Event-ID`: the time until every stream has its missed event (Tidings only: nchan's replay wants its own message ids).\n"
+        "Memory is measured on a fresh process holding idle streams: {n} of them, and {idle} in the idle run. The reconnect storm drops {n} streams, publishes one event to each user while they are away, and reopens all {n} at once with `Last-Event-ID`: the time until every stream has its missed event (Tidings only: nchan's replay wants its own message ids).\n"
     );
     let _ = write!(out, "| hub |");
     for metric in Metric::TABLE {

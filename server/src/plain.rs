@@ -101,25 +101,33 @@ enum First {
 }
 
 async fn connection(mut tcp: TcpStream, router: Router, watcher: Watcher, stopping: CancellationToken) {
-    let mut head = BytesMut::with_capacity(2048);
-    let first = tokio::select! {
-        () = stopping.cancelled() => return,
-        read = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut tcp, &mut head)) => match read {
-            Ok(Ok(first)) => first,
-            // Closed, broken or silent before a whole request: nothing to answer.
-            _ => return,
-        },
-    };
+    // Every phase before the pump is boxed and freed when done: inline, the largest of them
+    // would size this task for as long as an idle stream lives.
+    let Some((first, head)) = Box::pin(read_first(&mut tcp, &stopping)).await else { return };
     match first {
+        First::Hyper => Box::pin(hand_to_hyper(tcp, head, router, watcher)).await,
         First::Stream(request) => {
             drop(head);
+            let Some(frames) = Box::pin(open_stream(&mut tcp, *request, router)).await else { return };
             tokio::select! {
                 biased;
-                () = stream(tcp, *request, router) => {}
+                () = pump(tcp, frames) => {}
                 () = stopping.cancelled() => {}
             }
         }
-        First::Hyper => hand_to_hyper(tcp, head.freeze(), router, watcher).await,
+    }
+}
+
+/// The first request head and the bytes read with it; `None` when the connection closed,
+/// broke or stayed silent before a whole request (nothing to answer), or at shutdown.
+async fn read_first(tcp: &mut TcpStream, stopping: &CancellationToken) -> Option<(First, Bytes)> {
+    let mut head = BytesMut::with_capacity(2048);
+    tokio::select! {
+        () = stopping.cancelled() => None,
+        read = tokio::time::timeout(HEAD_TIMEOUT, read_head(tcp, &mut head)) => match read {
+            Ok(Ok(first)) => Some((first, head.freeze())),
+            _ => None,
+        },
     }
 }
 
@@ -169,25 +177,22 @@ fn parse(buf: &[u8]) -> Option<First> {
     Some(request.body(Body::empty()).map_or(First::Hyper, |request| First::Stream(Box::new(request))))
 }
 
-/// Runs the request through the router; a stream is then pumped here, a refusal written whole.
-async fn stream(mut tcp: TcpStream, mut request: Request<Body>, router: Router) {
+/// Runs the request through the router. For a stream, writes the response head and returns
+/// the frames to pump; for a refusal, writes it whole and returns `None`.
+async fn open_stream(tcp: &mut TcpStream, mut request: Request<Body>, router: Router) -> Option<Frames> {
     let slot = TakeOver::default();
     request.extensions_mut().insert(slot.clone());
-    // Boxed: the router's future is large and done with once the response exists; inline, it
-    // would stay in this task's memory for as long as the stream lives.
-    let response = match Box::pin(router.oneshot(request)).await {
+    let response = match router.oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},
     };
-    match slot.take() {
-        Some(frames) => {
-            let (parts, _empty) = response.into_parts();
-            if tcp.write_all(&response_head(&parts, b"transfer-encoding: chunked\r\n\r\n")).await.is_ok() {
-                pump(tcp, frames).await;
-            }
-        }
-        None => refuse(tcp, response).await,
-    }
+    let Some(frames) = slot.take() else {
+        refuse(tcp, response).await;
+        return None;
+    };
+    let (parts, _empty) = response.into_parts();
+    tcp.write_all(&response_head(&parts, b"transfer-encoding: chunked\r\n\r\n")).await.ok()?;
+    Some(frames)
 }
 
 /// Writes frames as HTTP/1.1 chunks until the stream ends or the reader leaves: everything
@@ -297,7 +302,7 @@ fn size_line(mut length: usize) -> ([u8; 18], usize) {
 }
 
 /// A refusal (the router's JSON error) with its length, then the connection is closed.
-async fn refuse(mut tcp: TcpStream, response: Response<Body>) {
+async fn refuse(tcp: &mut TcpStream, response: Response<Body>) {
     let (parts, body) = response.into_parts();
     let Ok(body) = axum::body::to_bytes(body, MAX_REFUSAL).await else { return };
     let framing = format!("content-length: {}\r\nconnection: close\r\n\r\n", body.len());
