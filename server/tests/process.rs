@@ -1,10 +1,10 @@
-//! The real `tidings` binary: flags, logs, and shutdown on SIGTERM.
+//! The real `tidings` binary: flags, logs, shutdown on SIGTERM, and the descriptor limit.
 // Helpers outside #[test] functions unwrap too: a failure there is a failed test.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use common::{signal, spawn};
+use common::{signal, spawn, spawn_with_nofile};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -141,4 +141,42 @@ async fn secrets_never_reach_the_logs() {
 fn issue(secret: &str, user: &str) -> String {
     let claims = tidings::auth::Claims { sub: Some(user.into()), exp: tidings::auth::unix_now() + 600, publish: false };
     tidings::auth::issue_token(secret, &claims).unwrap()
+}
+
+/// Started with a soft descriptor limit of 150 under a hard one of 300, the hub raises its soft
+/// limit and admits 300 - 100 streams; past them it answers 503 with the JSON error at once,
+/// while publishing, `/healthz` and `/metrics` keep answering.
+#[tokio::test]
+async fn at_the_descriptor_limit_the_hub_stays_in_charge() {
+    let (child, base, mut logs) = spawn_with_nofile("150:300", &["--keep-alive", "0"]).await;
+    let listening: serde_json::Value = serde_json::from_str(&logs.recv().await.unwrap()).unwrap();
+    assert_eq!(listening["max_connections"], 200, "{listening}");
+
+    let mut streams = Vec::new();
+    for i in 0..200 {
+        let stream = reqwest::get(format!("{base}/stream-sse?user=u{i}")).await.unwrap();
+        assert_eq!(stream.status(), 200, "stream {i}");
+        streams.push(stream);
+    }
+    let started = Instant::now();
+    let refused = reqwest::get(format!("{base}/stream-sse?user=one-too-many")).await.unwrap();
+    assert_eq!(refused.status(), 503);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("connection limit")), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(1), "refused at once");
+
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("tidings_connections 200\n"), "{metrics}");
+    let published = client
+        .post(format!("{base}/api/events"))
+        .json(&serde_json::json!({"to": "*", "data": "still publishing"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), 202);
+    assert_eq!(published.json::<serde_json::Value>().await.unwrap()["connections"], 200);
+    drop(streams);
+    drop(child);
 }

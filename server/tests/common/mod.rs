@@ -217,10 +217,27 @@ pub fn id_parts(id: &str) -> (u64, u64) {
 }
 
 /// Starts the real `tidings` binary on a free port with `args`; returns it, its base URL and
-/// its later log lines (JSON), read from stderr.
+/// its log lines (JSON) from the `listening` one on, read from stderr.
 pub async fn spawn(args: &[&str]) -> (tokio::process::Child, String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    spawn_from(tokio::process::Command::new(env!("CARGO_BIN_EXE_tidings")), args).await
+}
+
+/// As [`spawn`], with the descriptor limit set by `prlimit --nofile=SOFT:HARD`.
+pub async fn spawn_with_nofile(
+    limit: &str,
+    args: &[&str],
+) -> (tokio::process::Child, String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let mut command = tokio::process::Command::new("prlimit");
+    command.arg(format!("--nofile={limit}")).arg("--").arg(env!("CARGO_BIN_EXE_tidings"));
+    spawn_from(command, args).await
+}
+
+async fn spawn_from(
+    mut command: tokio::process::Command,
+    args: &[&str],
+) -> (tokio::process::Child, String, tokio::sync::mpsc::UnboundedReceiver<String>) {
     use tokio::io::{AsyncBufReadExt, BufReader};
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
+    let mut child = command
         .args(["--addr", "127.0.0.1:0", "--tick-interval", "0", "--log-format", "json"])
         .args(args)
         .env("RUST_LOG", "info")
@@ -236,6 +253,7 @@ pub async fn spawn(args: &[&str]) -> (tokio::process::Child, String, tokio::sync
             let line = lines.next_line().await.unwrap().expect("the server logs before it exits");
             let json: serde_json::Value = serde_json::from_str(&line).expect("log lines are JSON");
             if json["message"] == "listening" {
+                let _ = tx.send(line);
                 return json["addr"].as_str().unwrap().to_owned();
             }
         }
