@@ -233,41 +233,44 @@ async fn sustained(hub: &Running, tally: &load::Tally, window: Duration) -> (u64
 
 /// Single-user publishes from 32 concurrent publishers for `window`: accepted per second.
 async fn unicast(hub: &Running, users: usize, window: Duration) -> f64 {
-    let accepted = AtomicU64::new(0);
-    let started = Instant::now();
-    let publisher = |p: usize| {
-        let accepted = &accepted;
-        async move {
-            let mut conn = Conn::new(hub.addr);
-            let mut i = p;
-            while started.elapsed() < window {
-                if hub.publish(&mut conn, Some(i % users), &format!(r#"{{"t":{}}}"#, now_nanos())).await.is_some() {
-                    accepted.fetch_add(1, Ordering::Relaxed);
-                }
-                i += 32;
-            }
-        }
-    };
-    futures_join_all((0..32).map(publisher)).await;
-    accepted.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    let data = || format!(r#"{{"t":{}}}"#, now_nanos());
+    accepted_per_sec(hub, 32, window, async |conn, p, round| {
+        usize::from(hub.publish(conn, Some((p + 32 * round) % users), &data()).await.is_some())
+    })
+    .await
 }
 
 /// Batches of 1,000 single-user events from 4 publishers for `window`: events per second.
 async fn batches(hub: &Running, users: usize, window: Duration) -> f64 {
+    accepted_per_sec(hub, 4, window, async |conn, p, round| {
+        hub.publish_batch(conn, (p + 4 * round) * 1000, 1000, users).await
+    })
+    .await
+}
+
+/// Runs `publishers` concurrent publishers, each on a connection of its own, calling
+/// `send(conn, publisher, round)` (which returns how many events were accepted) until `window`
+/// is over; returns the events accepted per second.
+async fn accepted_per_sec(
+    hub: &Running,
+    publishers: usize,
+    window: Duration,
+    send: impl AsyncFn(&mut Conn, usize, usize) -> usize,
+) -> f64 {
     let accepted = AtomicU64::new(0);
     let started = Instant::now();
     let publisher = |p: usize| {
-        let accepted = &accepted;
+        let (accepted, send) = (&accepted, &send);
         async move {
             let mut conn = Conn::new(hub.addr);
-            let mut first = p * 1000;
+            let mut round = 0;
             while started.elapsed() < window {
-                accepted.fetch_add(hub.publish_batch(&mut conn, first, 1000, users).await as u64, Ordering::Relaxed);
-                first += 4000;
+                accepted.fetch_add(send(&mut conn, p, round).await as u64, Ordering::Relaxed);
+                round += 1;
             }
         }
     };
-    futures_join_all((0..4).map(publisher)).await;
+    futures_join_all((0..publishers).map(publisher)).await;
     accepted.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 

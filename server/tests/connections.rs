@@ -107,6 +107,26 @@ async fn a_stream_first_on_its_connection_is_written_by_the_listener() {
     assert_eq!(raw.chunk().await, "", "the last chunk ends the body at shutdown");
 }
 
+/// Bytes a reader sends on its stream's connection are read and dropped: the stream stays open
+/// and keeps delivering; closing the connection then ends the stream at once.
+#[tokio::test]
+async fn a_reader_that_talks_keeps_its_stream() {
+    let hub = start(&["--keep-alive", "0"]).await;
+    let mut raw = Raw::connect(&hub.base).await;
+    raw.send("GET /stream-sse?user=chatty HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(raw.head().await.starts_with("http/1.1 200"));
+    raw.body_until("\n\nid: ").await;
+    for _ in 0..50 {
+        raw.send(&"noise ".repeat(100)).await;
+    }
+    let id = hub.publish_id(json!({"to": "chatty", "data": "heard"})).await;
+    raw.body_until(&format!("id: {id}\nevent: message\ndata: heard\n\n")).await;
+    hub.wait_for_users(|u| u == &json!([{"user": "chatty", "connections": 1}])).await;
+    drop(raw);
+    hub.wait_for_users(|u| u == &json!([])).await;
+    hub.stop().await;
+}
+
 /// A stream asked for after another request on the same connection is served by hyper, with
 /// the same headers and the same bytes, and ends at shutdown just the same.
 #[tokio::test]
