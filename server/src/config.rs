@@ -53,6 +53,25 @@ pub struct Config {
     #[arg(long, env = "TIDINGS_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 
+    /// A write to a connection that makes no progress for this long ends it (a reader that
+    /// stopped reading).
+    #[arg(long, env = "TIDINGS_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub write_timeout: Duration,
+
+    /// Longest a TLS handshake or a request head may take to arrive, on a new connection or
+    /// between requests on a kept-alive one.
+    #[arg(long, env = "TIDINGS_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// A connection with no request in flight (and no stream) closes after this long (0 = never).
+    #[arg(long, env = "TIDINGS_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Connections that are not streams (publishers, the console, /healthz), at most; at the
+    /// cap the one idle longest is closed for a newcomer. Kept within the descriptor reserve.
+    #[arg(long, env = "TIDINGS_MAX_REQUEST_CONNECTIONS", default_value_t = crate::limits::REQUEST_CONNECTIONS)]
+    pub max_request_connections: usize,
+
     /// Largest event data, in bytes as sent; past it, 413.
     #[arg(long, env = "TIDINGS_MAX_DATA", default_value_t = 64 * 1024)]
     pub max_data: usize,
@@ -153,6 +172,10 @@ mod tests {
         assert_eq!(config.max_connections_per_user, 16);
         assert_eq!(config.max_data, 65_536);
         assert_eq!(config.max_queue, 1_048_576);
+        assert_eq!(config.write_timeout, Duration::from_secs(30));
+        assert_eq!(config.header_timeout, Duration::from_secs(10));
+        assert_eq!(config.idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.max_request_connections, 64);
         let config = Config::parse_from(["tidings", "--history", "5", "--cors-origin", "http://a,http://b"]);
         assert_eq!(config.history, 5);
         assert_eq!(config.cors_origin, ["http://a", "http://b"]);

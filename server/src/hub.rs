@@ -405,6 +405,11 @@ impl Subscription {
         }
         self.subscriber.outbox.poll_take(cx, into)
     }
+
+    /// `Ready` once the hub has closed the stream (its reader fell too far behind, or shutdown).
+    pub fn poll_closed(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        self.subscriber.outbox.poll_closed(cx)
+    }
 }
 
 /// Removes a stream from the hub when it ends, whatever ended it, and logs how long it lived.

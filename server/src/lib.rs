@@ -10,7 +10,8 @@
 //! - [`ticker`]: the original two-second scheduler.
 //! - [`telemetry`]: logging, with secrets redacted.
 //! - [`limits`]: the file-descriptor limit and the connection ceiling derived from it.
-//! - `plain`: cleartext HTTP, with event streams written straight to their sockets.
+//! - `listener`: accepting connections (cleartext or TLS), with timers and a cap on them.
+//! - [`transport`]: an event stream on the wire, and every way it ends.
 
 pub mod assets;
 pub mod auth;
@@ -18,10 +19,11 @@ pub mod config;
 pub mod error;
 pub mod hub;
 pub mod limits;
-mod plain;
+mod listener;
 pub mod routes;
 pub mod telemetry;
 pub mod ticker;
+pub mod transport;
 
 use auth::Auth;
 use config::{timer, Config};
@@ -58,7 +60,11 @@ pub async fn state(config: &Config, max_connections: usize) -> std::io::Result<A
     Ok(AppState {
         hub,
         auth,
-        streams: StreamSettings { keep_alive: timer(config.keep_alive), timeout: timer(config.stream_timeout) },
+        streams: StreamSettings {
+            keep_alive: timer(config.keep_alive),
+            timeout: timer(config.stream_timeout),
+            write_timeout: config.write_timeout,
+        },
         max_data: config.max_data,
         leptos_options: leptos_options(config),
     })
@@ -92,33 +98,21 @@ pub async fn serve(
     let router = routes::app(state, &config);
     tracing::info!(addr = %listener.local_addr()?, max_connections, "listening");
 
-    let store = hub.clone();
-    let served = if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
-        let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
-        serve_tls(listener, tls, router, hub, shutdown).await
-    } else {
-        plain::serve(listener, router, hub, shutdown, SHUTDOWN_GRACE).await
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?.get_inner())
+        }
+        _ => None,
     };
-    store.shutdown();
-    store.close().await;
+    let settings = listener::ListenSettings {
+        header_timeout: config.header_timeout,
+        idle_timeout: timer(config.idle_timeout),
+        write_timeout: config.write_timeout,
+        max_request_connections: config.max_request_connections.max(1),
+        grace: SHUTDOWN_GRACE,
+    };
+    let served = listener::serve(listener, tls, router, hub.clone(), settings, shutdown).await;
+    hub.shutdown();
+    hub.close().await;
     served
-}
-
-/// HTTPS with HTTP/2 and HTTP/1.1 (negotiated by ALPN), through rustls.
-async fn serve_tls(
-    listener: TcpListener,
-    tls: axum_server::tls_rustls::RustlsConfig,
-    router: axum::Router,
-    hub: Hub,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let handle = axum_server::Handle::new();
-    let stopper = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        tracing::info!("shutting down: ending every stream");
-        hub.shutdown();
-        stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
-    });
-    axum_server::from_tcp_rustls(listener.into_std()?, tls)?.handle(handle).serve(router.into_make_service()).await
 }

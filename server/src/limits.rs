@@ -5,6 +5,10 @@
 /// Descriptors kept back from streams for listeners, publishers, files and operations.
 pub const RESERVE: u64 = 100;
 
+/// Connections that are not streams, by default: within [`RESERVE`], leaving the rest for the
+/// listener, the store's files and Redis connections.
+pub const REQUEST_CONNECTIONS: usize = 64;
+
 /// Raises the soft descriptor limit as far as allowed and returns it.
 pub fn raise_fd_limit() -> Option<u64> {
     rlimit::increase_nofile_limit(u64::MAX).ok()

@@ -8,7 +8,7 @@ mod ops;
 mod publish;
 mod stream;
 
-pub use stream::{Frames, TakeOver};
+pub use crate::transport::StreamSettings;
 
 use crate::auth::Auth;
 use crate::config::Config;
@@ -37,13 +37,6 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
 }
 
-/// How long streams live and how they are kept open.
-#[derive(Clone, Copy, Debug)]
-pub struct StreamSettings {
-    pub keep_alive: Option<Duration>,
-    pub timeout: Option<Duration>,
-}
-
 impl FromRef<AppState> for LeptosOptions {
     fn from_ref(state: &AppState) -> Self {
         state.leptos_options.clone()
@@ -64,7 +57,7 @@ pub fn app(state: AppState, config: &Config) -> Router {
         .fallback(|| async { AppError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed });
     let router = Router::new()
-        .route("/stream-sse", get(stream::stream))
+        .route(crate::transport::STREAM_PATH, get(stream::stream))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .nest("/api", api)

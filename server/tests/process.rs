@@ -180,3 +180,83 @@ async fn at_the_descriptor_limit_the_hub_stays_in_charge() {
     drop(streams);
     drop(child);
 }
+
+/// How many descriptors the process `pid` holds.
+fn descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count())
+}
+
+/// Under a 300-descriptor limit, 290 connections that open and say nothing (or half a request)
+/// cannot lock anyone out: `/healthz`, a stream and a publish still answer at once.
+#[tokio::test]
+async fn idle_connections_cannot_fill_the_descriptor_table() {
+    let (child, base, _logs) = spawn_with_nofile("150:300", &["--keep-alive", "0"]).await;
+    let addr = base.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for i in 0..290 {
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        if i % 2 == 1 {
+            tokio::io::AsyncWriteExt::write_all(&mut tcp, b"GET /healthz HTTP/1.1\r\nHo").await.unwrap();
+        }
+        idle.push(tcp);
+    }
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    assert_eq!(client.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
+    let stream = client.get(format!("{base}/stream-sse?user=in")).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let published = client
+        .post(format!("{base}/api/events"))
+        .json(&serde_json::json!({"to": "in", "data": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), 202);
+    assert!(started.elapsed() < Duration::from_secs(3), "answered within moments");
+    assert!(descriptors(child.id().unwrap()) < 300);
+    drop(idle);
+    drop(child);
+}
+
+/// Readers that stop reading are cut after `--write-timeout` and their descriptors freed, so
+/// `--max-connections` keeps bounding what streams hold: three rounds of 20 stalled readers
+/// against a limit of 20 are each admitted, and the hub's descriptors fall back each time.
+#[tokio::test]
+async fn stalled_readers_give_their_descriptors_back() {
+    let args = ["--keep-alive", "0", "--max-connections", "20", "--write-timeout", "1s", "--max-queue", "100000000"];
+    let (child, base, _logs) = spawn(&args).await;
+    let pid = child.id().unwrap();
+    let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let client = reqwest::Client::new();
+    let baseline = descriptors(pid);
+    let data = "x".repeat(60_000);
+    for round in 0..3 {
+        let mut stalled = Vec::new();
+        for i in 0..20 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.set_recv_buffer_size(4096).unwrap();
+            let mut tcp = socket.connect(addr).await.unwrap();
+            let request = format!("GET /stream-sse?user=r{round}s{i} HTTP/1.1\r\nHost: x\r\n\r\n");
+            tokio::io::AsyncWriteExt::write_all(&mut tcp, request.as_bytes()).await.unwrap();
+            stalled.push(tcp);
+        }
+        let metrics = || async { client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap() };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !metrics().await.contains("tidings_connections 20\n") {
+            assert!(Instant::now() < deadline, "round {round}: 20 streams admitted");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for _ in 0..10 {
+            let batch: Vec<_> = (0..16).map(|_| serde_json::json!({"to": "*", "data": data})).collect();
+            let published = client.post(format!("{base}/api/events")).json(&batch).send().await.unwrap();
+            assert_eq!(published.status(), 202);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !metrics().await.contains("tidings_connections 0\n") || descriptors(pid) > baseline + 2 {
+            assert!(Instant::now() < deadline, "round {round}: {} descriptors", descriptors(pid));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(stalled);
+    }
+    drop(child);
+}

@@ -65,6 +65,17 @@ impl Outbox {
         self.reader.wake();
     }
 
+    /// `Ready` once the outbox is closed (its reader fell too far behind, or shutdown); takes
+    /// nothing, so a writer can watch for it in the middle of a write.
+    pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.reader.register(cx.waker());
+        if self.pending().closed {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
     /// Moves every pending frame into `into` (which the caller has emptied, so the two vectors
     /// trade their allocations). `Ready(false)` once closed.
     pub fn poll_take(&self, cx: &mut Context<'_>, into: &mut Vec<Bytes>) -> Poll<bool> {

@@ -1,30 +1,23 @@
 //! `GET /stream-sse?user=NAME[&lastEventId=ID]`: one user's event stream.
 //!
 //! The body is written straight from the hub's outbox, which already holds encoded frames: each
-//! event is encoded once for all streams, and whatever is pending goes out in one write. On a
-//! cleartext connection whose first request this is, the listener takes the body over
-//! ([`TakeOver`]) and writes it to the socket itself, without hyper's buffers.
+//! event is encoded once for all streams. On an HTTP/1.1 connection whose first request this is,
+//! the listener takes the body over ([`TakeOver`]) and writes it to the socket itself, without
+//! hyper's buffers; otherwise hyper writes it ([`transport::body`]).
 
-use super::{AppState, StreamSettings};
+use super::AppState;
 use crate::auth::StreamCredentials;
 use crate::error::AppError;
-use crate::hub::{SubscribeError, Subscription};
-use app::sse;
+use crate::hub::SubscribeError;
+use crate::transport::{self, Frames, TakeOver};
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use bytes::Bytes;
 use serde::Deserialize;
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
-use tokio::time::{Instant, Sleep};
 
 /// The user the original client connected as when it gave none.
 const DEFAULT_USER: &str = "empty";
@@ -36,22 +29,6 @@ pub struct StreamQuery {
     ticket: Option<String>,
     #[serde(rename = "lastEventId")]
     last_event_id: Option<String>,
-}
-
-/// A request extension the cleartext listener sets when it will write the stream's body to the
-/// socket itself: the handler leaves the body here instead of in the response.
-#[derive(Clone, Default)]
-pub struct TakeOver(Arc<Mutex<Option<Frames>>>);
-
-impl TakeOver {
-    fn put(&self, frames: Frames) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(frames);
-    }
-
-    /// The body the handler left, if the response is a stream.
-    pub fn take(&self) -> Option<Frames> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
-    }
 }
 
 pub async fn stream(
@@ -83,13 +60,14 @@ pub async fn stream(
         SubscribeError::HubFull => AppError::Unavailable("the hub is at its connection limit; retry later".into()),
         SubscribeError::ShuttingDown => AppError::Unavailable("the hub is shutting down; retry later".into()),
     })?;
-    let frames = Frames::new(subscription, state.streams, listener.expires);
+    let expires = listener.expires.and_then(|exp| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(exp)));
+    let frames = Frames::new(subscription, state.streams, expires);
     let body = match take_over {
         Some(Extension(slot)) => {
             slot.put(frames);
             Body::empty()
         }
-        None => Body::from_stream(frames),
+        None => transport::body(frames),
     };
     let headers = [
         (header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
@@ -106,100 +84,5 @@ fn require_utf8(query: &str) -> Result<(), AppError> {
         Ok(())
     } else {
         Err(AppError::BadRequest("the query is not valid UTF-8".into()))
-    }
-}
-
-/// One stream's body: the subscription's frames, a keep-alive comment after silence, and an end
-/// at the stream timeout, when its credential expires, at shutdown, or when the reader fell too
-/// far behind. Timers are set once per stream, not once per event.
-pub struct Frames {
-    subscription: Subscription,
-    /// The earlier of the stream timeout and the credential's expiry.
-    deadline: Option<Pin<Box<Sleep>>>,
-    keep_alive: Option<KeepAlive>,
-    /// Frames taken and not yet yielded (the hyper path yields one chunk at a time).
-    taken: Vec<Bytes>,
-}
-
-struct KeepAlive {
-    period: Duration,
-    timer: Pin<Box<Sleep>>,
-    /// When the stream last sent something; the timer is moved past it only when it fires.
-    last_sent: Instant,
-}
-
-impl Frames {
-    /// `expires` is the credential's expiry in Unix seconds.
-    fn new(subscription: Subscription, settings: StreamSettings, expires: Option<u64>) -> Frames {
-        let timeout = settings.timeout.map(|t| Instant::now() + t);
-        let expiry = expires.map(|exp| {
-            let left = SystemTime::UNIX_EPOCH + Duration::from_secs(exp);
-            Instant::now() + left.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO)
-        });
-        let deadline = match (timeout, expiry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let keep_alive = settings.keep_alive.map(|period| KeepAlive {
-            period,
-            timer: Box::pin(tokio::time::sleep(period)),
-            last_sent: Instant::now(),
-        });
-        Frames {
-            subscription,
-            deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
-            keep_alive,
-            taken: Vec::new(),
-        }
-    }
-
-    /// Moves the frames due now into `into` (emptied by the caller); `Ready(false)` when the
-    /// stream is over.
-    pub fn poll_take(&mut self, cx: &mut Context<'_>, into: &mut Vec<Bytes>) -> Poll<bool> {
-        if self.deadline.as_mut().is_some_and(|d| d.as_mut().poll(cx).is_ready()) {
-            return Poll::Ready(false);
-        }
-        match self.subscription.poll_take(cx, into) {
-            Poll::Ready(more) => {
-                if let Some(keep_alive) = &mut self.keep_alive {
-                    keep_alive.last_sent = Instant::now();
-                }
-                return Poll::Ready(more);
-            }
-            Poll::Pending => {}
-        }
-        let Some(keep_alive) = &mut self.keep_alive else { return Poll::Pending };
-        while keep_alive.timer.as_mut().poll(cx).is_ready() {
-            let due = keep_alive.last_sent + keep_alive.period;
-            if due <= Instant::now() {
-                keep_alive.last_sent = Instant::now();
-                keep_alive.timer.as_mut().reset(keep_alive.last_sent + keep_alive.period);
-                into.push(Bytes::from_static(sse::keep_alive().as_bytes()));
-                return Poll::Ready(true);
-            }
-            keep_alive.timer.as_mut().reset(due);
-        }
-        Poll::Pending
-    }
-}
-
-/// The hyper path: one chunk per frame.
-impl futures::Stream for Frames {
-    type Item = Result<Bytes, Infallible>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        loop {
-            if let Some(frame) = this.taken.pop() {
-                return Poll::Ready(Some(Ok(frame)));
-            }
-            let mut taken = std::mem::take(&mut this.taken);
-            let more = std::task::ready!(this.poll_take(cx, &mut taken));
-            taken.reverse();
-            this.taken = taken;
-            if !more {
-                return Poll::Ready(None);
-            }
-        }
     }
 }

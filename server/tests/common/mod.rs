@@ -89,6 +89,13 @@ impl Hub {
         }
     }
 
+    /// Starts shutting the hub down without waiting for it (streams then end).
+    pub fn stop_streams(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -1,0 +1,368 @@
+//! Accepting connections, cleartext or TLS, and why it is not just `axum::serve`.
+//!
+//! hyper keeps an 8 KB read and an 8 KB write buffer for each connection for as long as it lives:
+//! for an idle event stream that was two thirds of its cost. So a connection whose first request
+//! is an HTTP/1.1 `GET /stream-sse` (cleartext, or HTTPS negotiated as HTTP/1.1) is served here:
+//! the request still goes through the router like any other (auth, CORS, errors, logs); when the
+//! answer is a stream, the router leaves its frames in a [`TakeOver`] and
+//! [`transport::write_stream`] writes them to the socket. Every other connection (the console,
+//! publishing, HTTP/2, a stream asked for after other requests) is handed to hyper whole, with
+//! the bytes already read.
+//!
+//! No connection can stay for free. A TLS handshake and a request head must arrive within
+//! `--header-timeout` (hyper's own timer covers the heads that follow on a kept-alive
+//! connection); a connection with nothing in flight closes after `--idle-timeout`; HTTP/2 peers
+//! are pinged; a write that makes no progress for `--write-timeout` closes the connection. And
+//! connections that are not streams yet (or never) are capped (`--max-request-connections`,
+//! within the descriptor reserve): at the cap the one idle longest is closed to make room, so
+//! publishers, `/healthz` and `/metrics` always get in (see `gate`).
+
+mod gate;
+mod hyper_io;
+
+use crate::hub::Hub;
+use crate::transport::{self, Socket, TakeOver, STREAM_PATH};
+use axum::body::Body;
+use axum::http::{response, HeaderName, HeaderValue, Method, Request, Response, Version};
+use axum::Router;
+use bytes::{Bytes, BytesMut};
+use gate::{Gate, Slot};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+/// How the listener guards itself.
+#[derive(Clone, Debug)]
+pub struct ListenSettings {
+    /// Longest a TLS handshake or a request head may take to arrive.
+    pub header_timeout: Duration,
+    /// A connection with no request in flight closes after this long.
+    pub idle_timeout: Option<Duration>,
+    /// A write that makes no progress for this long closes its connection.
+    pub write_timeout: Duration,
+    /// Connections that are not streams, at most.
+    pub max_request_connections: usize,
+    /// How long connections get to finish once shutdown starts.
+    pub grace: Duration,
+}
+
+/// Longest head read here; a longer one goes to hyper, which refuses it (431).
+const MAX_HEAD: usize = 16 * 1024;
+/// Most headers parsed here; a request with more goes to hyper.
+const MAX_HEADERS: usize = 64;
+/// Largest refusal body written here (refusals are short JSON).
+const MAX_REFUSAL: usize = 64 * 1024;
+/// HTTP/2 streams one connection may have open at once.
+const MAX_CONCURRENT_STREAMS: u32 = 100;
+/// How often an HTTP/2 peer is pinged, and how long it has to answer.
+const H2_PING: Duration = Duration::from_secs(20);
+
+/// Serves `router` on `listener` (over TLS with `tls`) until `shutdown` resolves or the hub shuts
+/// down; then ends every stream and waits up to `grace` for connections to finish.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    router: Router,
+    hub: Hub,
+    settings: ListenSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
+    let stopping = hub.shutdown_token();
+    let gate = Gate::new(settings.max_request_connections);
+    let served = Served {
+        router,
+        settings: Arc::new(settings.clone()),
+        tls: tls.map(tokio_rustls::TlsAcceptor::from),
+        stopping: stopping.clone(),
+    };
+    if let Some(idle) = settings.idle_timeout {
+        tokio::spawn(gate.clone().sweep(idle, stopping.clone()));
+    }
+    tokio::pin!(shutdown);
+    loop {
+        let tcp = tokio::select! {
+            () = &mut shutdown => break,
+            () = stopping.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(cause) => {
+                    pause_after(cause).await;
+                    continue;
+                }
+            },
+        };
+        // Events are small and latency matters: no Nagle delay.
+        let _ = tcp.set_nodelay(true);
+        let admitted = tokio::select! {
+            () = &mut shutdown => break,
+            admitted = gate.admit() => admitted,
+        };
+        let Some(slot) = admitted else {
+            connections.spawn(turn_away(tcp, served.tls.is_none()));
+            continue;
+        };
+        connections.spawn(served.clone().connection(tcp, slot, graceful.watcher()));
+    }
+    drop(listener);
+    tracing::info!("shutting down: ending every stream");
+    hub.shutdown();
+    connections.close();
+    let finished = async {
+        graceful.shutdown().await;
+        connections.wait().await;
+    };
+    if tokio::time::timeout(settings.grace, finished).await.is_err() {
+        tracing::warn!("connections still open after the grace period; exiting anyway");
+    }
+    Ok(())
+}
+
+/// An accept that failed: a connection that died in the queue is skipped; anything else (out of
+/// descriptors, most likely) is logged and waited out, as `axum::serve` does.
+async fn pause_after(cause: io::Error) {
+    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(cause.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset) {
+        return;
+    }
+    tracing::error!(%cause, "accept failed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// Every request connection is busy: a cleartext client is told so; then the connection closes.
+async fn turn_away(mut tcp: TcpStream, cleartext: bool) {
+    tracing::warn!("refused a connection: every request connection is busy (--max-request-connections)");
+    if cleartext {
+        let body = r#"{"error":"the hub has too many connections open; retry later"}"#;
+        let answer = format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(answer.as_bytes())).await;
+    }
+    tcp.reset_on_close();
+}
+
+/// What every connection is served with.
+#[derive(Clone)]
+struct Served {
+    router: Router,
+    settings: Arc<ListenSettings>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    stopping: CancellationToken,
+}
+
+/// What a connection's first request head says about who serves it.
+enum First {
+    /// An HTTP/1.1 `GET /stream-sse` without a body, ready for the router.
+    Stream(Box<Request<Body>>),
+    /// Anything else, or something this parser does not take: hyper's.
+    Hyper,
+}
+
+impl Served {
+    async fn connection(self, tcp: TcpStream, slot: Slot, watcher: Watcher) {
+        let Some(acceptor) = self.tls.clone() else {
+            return self.socket(tcp, slot, watcher).await;
+        };
+        let handshake = async {
+            tokio::select! {
+                () = slot.closed() => None,
+                done = tokio::time::timeout(self.settings.header_timeout, acceptor.accept(tcp)) => done.ok()?.ok(),
+            }
+        };
+        let Some(tls) = Box::pin(handshake).await else { return };
+        if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+            return self.hyper(tls, Bytes::new(), slot, watcher).await;
+        }
+        self.socket(tls, slot, watcher).await
+    }
+
+    /// Serves a connection once it is cleartext (TCP, or TLS as HTTP/1.1).
+    async fn socket<S: Socket>(self, mut socket: S, slot: Slot, watcher: Watcher) {
+        // Every phase before the stream is boxed and freed when done: inline, the largest of
+        // them would size this task for as long as an idle stream lives.
+        let Some((first, head)) = Box::pin(self.read_first(&mut socket, &slot)).await else { return };
+        match first {
+            First::Hyper => Box::pin(self.hyper(socket, head, slot, watcher)).await,
+            First::Stream(request) => {
+                drop(head);
+                let Some((frames, response_head)) = Box::pin(self.open_stream(&mut socket, *request)).await else {
+                    return;
+                };
+                // The stream is counted by the hub from here; it no longer takes a request slot.
+                drop(slot);
+                transport::write_stream(socket, &response_head, frames).await;
+            }
+        }
+    }
+
+    /// The first request head and the bytes read with it; `None` when the connection closed,
+    /// broke or stayed silent before a whole request (nothing to answer), at shutdown, or when
+    /// the gate closed it to make room.
+    async fn read_first<S: Socket>(&self, socket: &mut S, slot: &Slot) -> Option<(First, Bytes)> {
+        let mut head = BytesMut::with_capacity(2048);
+        tokio::select! {
+            () = self.stopping.cancelled() => None,
+            () = slot.closed() => None,
+            read = tokio::time::timeout(self.settings.header_timeout, read_head(socket, &mut head)) => match read {
+                Ok(Ok(first)) => Some((first, head.freeze())),
+                _ => None,
+            },
+        }
+    }
+
+    /// Runs the request through the router. For a stream, returns its frames and the response
+    /// head to write; for a refusal, writes it whole and returns `None`.
+    async fn open_stream<S: Socket>(
+        &self,
+        socket: &mut S,
+        mut request: Request<Body>,
+    ) -> Option<(transport::Frames, Vec<u8>)> {
+        let slot = TakeOver::default();
+        request.extensions_mut().insert(slot.clone());
+        let response = match self.router.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let Some(frames) = slot.take() else {
+            let refusal = refusal(response).await?;
+            let write = async {
+                socket.write_all(&refusal).await?;
+                socket.shutdown().await
+            };
+            let _ = tokio::time::timeout(self.settings.write_timeout, write).await;
+            return None;
+        };
+        let (parts, _empty) = response.into_parts();
+        Some((frames, response_head(&parts, b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n")))
+    }
+
+    /// Serves the connection with hyper (HTTP/1.1 or HTTP/2, by what the client sent), replaying
+    /// the bytes already read first.
+    async fn hyper<S: Socket>(self, socket: S, read: Bytes, slot: Slot, watcher: Watcher) {
+        let io = hyper_io::HyperIo::new(socket, read, self.settings.write_timeout);
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.settings.header_timeout)
+            .max_buf_size(MAX_HEAD * 2);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .enable_connect_protocol()
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            .max_header_list_size(MAX_HEAD as u32)
+            .keep_alive_interval(H2_PING)
+            .keep_alive_timeout(H2_PING);
+        let service = gate::Tracking::new(self.router.clone(), slot.clone());
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        tokio::select! {
+            served = watcher.watch(connection.into_owned()) => {
+                if let Err(cause) = served {
+                    tracing::debug!(%cause, "connection ended with an error");
+                }
+            }
+            // Idle too long, or closed to make room for another: nothing is in flight.
+            () = slot.closed() => {}
+        }
+    }
+}
+
+/// Reads until `buf` holds a whole request head (or one that is not ours to parse).
+async fn read_head<S: Socket>(socket: &mut S, buf: &mut BytesMut) -> io::Result<First> {
+    loop {
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.len());
+        }
+        if socket.read_buf(buf).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        match parse(buf) {
+            Some(first) => return Ok(first),
+            None if buf.len() >= MAX_HEAD => return Ok(First::Hyper),
+            None => {}
+        }
+    }
+}
+
+/// `None` while the head is incomplete. A request that declares a body (`Transfer-Encoding`, or a
+/// `Content-Length` other than 0) is hyper's, which reads it or refuses it: the two paths never
+/// disagree on where a request ends.
+fn parse(buf: &[u8]) -> Option<First> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(buf) {
+        Ok(httparse::Status::Partial) => return None,
+        Ok(httparse::Status::Complete(_)) => {}
+        Err(_) => return Some(First::Hyper),
+    }
+    let path = parsed.path.unwrap_or("");
+    let declares_body = |h: &httparse::Header<'_>| {
+        h.name.eq_ignore_ascii_case("transfer-encoding")
+            || (h.name.eq_ignore_ascii_case("content-length") && h.value != b"0")
+    };
+    let is_stream = parsed.method == Some("GET")
+        && parsed.version == Some(1)
+        && path.strip_prefix(STREAM_PATH).is_some_and(|rest| rest.is_empty() || rest.starts_with('?'))
+        && !parsed.headers.iter().any(|h| h.name.eq_ignore_ascii_case("upgrade") || declares_body(h));
+    if !is_stream {
+        return Some(First::Hyper);
+    }
+    let mut request = Request::builder().method(Method::GET).uri(path).version(Version::HTTP_11);
+    for header in parsed.headers.iter() {
+        let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(header.name.as_bytes()), HeaderValue::from_bytes(header.value))
+        else {
+            return Some(First::Hyper);
+        };
+        request = request.header(name, value);
+    }
+    Some(request.body(Body::empty()).map_or(First::Hyper, |request| First::Stream(Box::new(request))))
+}
+
+/// A refusal (the router's JSON error) with its length, for a connection that closes after it.
+async fn refusal(response: Response<Body>) -> Option<Vec<u8>> {
+    let (parts, body) = response.into_parts();
+    let body = axum::body::to_bytes(body, MAX_REFUSAL).await.ok()?;
+    let framing = format!("content-length: {}\r\nconnection: close\r\n\r\n", body.len());
+    let mut out = response_head(&parts, framing.as_bytes());
+    out.extend_from_slice(&body);
+    Some(out)
+}
+
+/// The status line and headers, then `framing` (the body's length or encoding, and the blank
+/// line). Framing headers from the router are left out: this writer decides them.
+fn response_head(parts: &response::Parts, framing: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        if name == axum::http::header::CONTENT_LENGTH
+            || name == axum::http::header::TRANSFER_ENCODING
+            || name == axum::http::header::CONNECTION
+        {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(framing);
+    out
+}
