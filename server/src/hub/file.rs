@@ -97,7 +97,7 @@ fn load(path: &Path, capacity: usize) -> std::io::Result<Loaded> {
     for entry in table.iter().map_err(io_error)? {
         let (k, v) = entry.map_err(io_error)?;
         let json: serde_json::Value = serde_json::from_slice(v.value()).map_err(io_error)?;
-        let request = PublishRequest::from_json(&json).map_err(io_error)?;
+        let request = PublishRequest::from_stored(&json).map_err(io_error)?;
         events.push((id_of(k.value()), request));
     }
     drop(table);

@@ -46,7 +46,7 @@ fn decode(id: &str, fields: &std::collections::HashMap<String, redis::Value>) ->
         "event": text("event")?,
         "data": text("data")?,
     });
-    PublishRequest::from_json(&json).ok().map(|request| (id, request))
+    PublishRequest::from_stored(&json).ok().map(|request| (id, request))
 }
 
 /// Connects, loads the retained events, and starts following the stream.
