@@ -24,6 +24,7 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bodies larger than this are parsed on a blocking thread, not on the workers serving streams.
 const PARSE_INLINE: usize = 64 * 1024;
 
+/// Admits the caller, then reads the body, then publishes: a refusal costs the hub no body.
 pub async fn publish(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let admitted = state.auth.require_publisher(&parts.headers).and_then(|()| require_json(&parts.headers));
