@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -139,6 +140,11 @@ pub enum Recipients {
 }
 
 impl Recipients {
+    /// The most names one `to` list may hold (duplicates counted): each one is kept with the
+    /// event for as long as it is retained, so a publisher cannot make one event arbitrarily
+    /// large. Past it, the publish is refused.
+    pub const MAX_NAMES: usize = 10_000;
+
     pub fn includes(&self, user: &UserName) -> bool {
         match self {
             Recipients::All => true,
@@ -154,8 +160,9 @@ impl Recipients {
         }
     }
 
-    /// Parses the `to` field: `"alice"`, `["alice", "bob"]` or `"*"`.
-    fn from_json(value: &Value) -> Result<Self, String> {
+    /// Parses the `to` field: `"alice"`, `["alice", "bob"]` or `"*"`, holding a list to
+    /// `max_names`.
+    fn from_json(value: &Value, max_names: usize) -> Result<Self, String> {
         let names: Vec<&str> = match value {
             Value::String(s) if s == "*" => return Ok(Recipients::All),
             Value::String(s) => vec![s.as_str()],
@@ -165,26 +172,36 @@ impl Recipients {
                 .collect::<Result<_, _>>()?,
             _ => return Err("`to` must be a user name, a list of user names, or \"*\"".into()),
         };
-        Recipients::from_names(names)
+        Recipients::from_names(names, max_names)
     }
 
-    /// The names of a `to` list (or the one name given), checked and deduplicated.
-    fn from_names(names: Vec<&str>) -> Result<Self, String> {
+    /// The names of a `to` list (or the one name given), checked and deduplicated in linear
+    /// time, first occurrence kept; more than `max_names` are refused before any is checked.
+    fn from_names(names: Vec<&str>, max_names: usize) -> Result<Self, String> {
         if names.is_empty() {
             return Err("`to` must name at least one user".into());
         }
+        if names.len() > max_names {
+            return Err(too_many_names(names.len(), max_names));
+        }
+        let mut seen: HashSet<&str> = HashSet::with_capacity(names.len());
         let mut users: Vec<UserName> = Vec::with_capacity(names.len());
         for name in names {
             if name == "*" {
                 return Err("\"*\" addresses every user and cannot be listed with others".into());
             }
             let user = UserName::new(name).map_err(|e| format!("`to`: {e}"))?;
-            if !users.contains(&user) {
+            if seen.insert(name) {
                 users.push(user);
             }
         }
         Ok(Recipients::Users(users))
     }
+}
+
+/// Why a `to` list of `listed` names is refused.
+fn too_many_names(listed: usize, max_names: usize) -> String {
+    format!("`to` lists {listed} names; the limit is {max_names} per event")
 }
 
 /// One event as a publisher asks for it: the body of `POST /api/events` (or one element of a
@@ -205,6 +222,16 @@ impl PublishRequest {
 
     /// Validates a parsed JSON body, with an error message fit to show the publisher.
     pub fn from_json(value: &Value) -> Result<Self, String> {
+        Self::from_json_within(value, Recipients::MAX_NAMES)
+    }
+
+    /// Reads back a request a store kept: it was accepted once, so it is read whatever the
+    /// limits are now (a `to` list longer than [`Recipients::MAX_NAMES`] is not lost).
+    pub fn from_stored(value: &Value) -> Result<Self, String> {
+        Self::from_json_within(value, usize::MAX)
+    }
+
+    fn from_json_within(value: &Value, max_names: usize) -> Result<Self, String> {
         let Value::Object(fields) = value else {
             return Err("an event must be a JSON object with `to`, `event` and `data`".into());
         };
@@ -212,7 +239,7 @@ impl PublishRequest {
             return Err(format!("unknown field `{unknown}`; expected `to`, `event` and `data`"));
         }
         let to = fields.get("to").ok_or("missing field `to`")?;
-        let to = Recipients::from_json(to)?;
+        let to = Recipients::from_json(to, max_names)?;
         let event = match fields.get("event") {
             None | Some(Value::Null) => EventName::message(),
             Some(Value::String(name)) => EventName::new(name.as_str())?,
@@ -325,6 +352,40 @@ mod tests {
         assert_eq!(PublishRequest::from_json(&many.to_json()).unwrap(), many, "stores read back what they wrote");
         assert_eq!(PublishRequest::from_json(&all.to_json()).unwrap(), all);
         assert_eq!(many.to, Recipients::Users(vec![UserName::new("a").unwrap(), UserName::new("b").unwrap()]));
+    }
+
+    /// A `to` list keeps each name once, where it first appeared.
+    #[test]
+    fn recipients_keep_first_seen_order() {
+        let request = PublishRequest::from_json(&json!({"to": ["c", "a", "c", "b", "a", "d"], "data": 1})).unwrap();
+        let names = ["c", "a", "b", "d"].map(|n| UserName::new(n).unwrap());
+        assert_eq!(request.to, Recipients::Users(names.to_vec()));
+    }
+
+    /// A list of the most names allowed, each twice, is deduplicated whole (the old quadratic
+    /// dedup took seconds at this size; a linear one finishes at once).
+    #[test]
+    fn the_largest_list_is_deduplicated() {
+        let names: Vec<String> = (0..Recipients::MAX_NAMES / 2).map(|i| format!("user-{i}")).collect();
+        let twice: Vec<&str> = names.iter().chain(&names).map(String::as_str).collect();
+        assert_eq!(twice.len(), Recipients::MAX_NAMES);
+        let Ok(Recipients::Users(users)) = Recipients::from_names(twice, Recipients::MAX_NAMES) else {
+            panic!("the largest list is accepted")
+        };
+        assert_eq!(users.len(), names.len());
+        assert!(users.iter().zip(&names).all(|(user, name)| user.as_str() == name), "in the order given");
+    }
+
+    /// One name past the limit is refused with a message naming the limit; a store reads back
+    /// what it kept whatever its length.
+    #[test]
+    fn lists_past_the_limit_are_refused() {
+        let names: Vec<String> = (0..=Recipients::MAX_NAMES).map(|i| format!("u{i}")).collect();
+        let body = json!({"to": names, "data": 1});
+        let err = PublishRequest::from_json(&body).unwrap_err();
+        assert!(err.contains("10001 names") && err.contains("limit is 10000"), "{err}");
+        let stored = PublishRequest::from_stored(&body).unwrap();
+        assert!(matches!(&stored.to, Recipients::Users(users) if users.len() == names.len()));
     }
 
     /// Each wrong shape is refused with a message naming the problem.

@@ -28,6 +28,11 @@ pub struct Config {
     #[arg(long, env = "TIDINGS_HISTORY", default_value_t = 10_000)]
     pub history: usize,
 
+    /// How many bytes the events kept for replay may take (frames, recipients and bookkeeping);
+    /// whichever of this and --history is reached first evicts the oldest.
+    #[arg(long, env = "TIDINGS_HISTORY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub history_bytes: usize,
+
     /// Reconnection delay sent to clients as `retry:`.
     #[arg(long, env = "TIDINGS_RETRY", default_value = "3s", value_parser = parse_duration)]
     pub retry: Duration,
@@ -165,6 +170,7 @@ mod tests {
         let config = Config::parse_from(["tidings"]);
         assert_eq!(config.addr.to_string(), "127.0.0.1:8080");
         assert_eq!(config.history, 10_000);
+        assert_eq!(config.history_bytes, 64 * 1024 * 1024);
         assert_eq!(config.retry, Duration::from_secs(3));
         assert_eq!(config.keep_alive, Duration::from_secs(15));
         assert_eq!(config.stream_timeout, Duration::from_secs(60));
@@ -178,6 +184,7 @@ mod tests {
         assert_eq!(config.max_request_connections, 64);
         let config = Config::parse_from(["tidings", "--history", "5", "--cors-origin", "http://a,http://b"]);
         assert_eq!(config.history, 5);
+        assert_eq!(Config::parse_from(["tidings", "--history-bytes", "4096"]).history_bytes, 4096);
         assert_eq!(config.cors_origin, ["http://a", "http://b"]);
     }
 }

@@ -20,6 +20,8 @@ pub enum AppError {
     UnsupportedMediaType(String),
     /// The body or the event's data is over a limit.
     PayloadTooLarge(String),
+    /// The body did not arrive in time.
+    RequestTimeout(String),
     /// The user already holds the most streams allowed.
     TooManyRequests(String),
     /// The hub cannot take this now (at its connection limit); try again later.
@@ -38,6 +40,7 @@ impl AppError {
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -53,6 +56,7 @@ impl AppError {
             | AppError::NotFound(m)
             | AppError::UnsupportedMediaType(m)
             | AppError::PayloadTooLarge(m)
+            | AppError::RequestTimeout(m)
             | AppError::TooManyRequests(m)
             | AppError::Unavailable(m) => m.clone(),
             AppError::MethodNotAllowed => "method not allowed".into(),

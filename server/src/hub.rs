@@ -7,6 +7,8 @@
 //!
 //! - `history`: the retained events and where a replay starts.
 //! - `outbox`: one stream's bounded queue of bytes.
+//! - `subscription`: one open stream as its writer sees it, and its replay, read from the
+//!   history part by part as the reader drains.
 //! - `file`: the embedded database store, with group commit.
 //! - `redis`: the cluster store on Redis Streams.
 
@@ -14,6 +16,7 @@ mod file;
 mod history;
 mod outbox;
 mod redis;
+mod subscription;
 
 use app::event::{EventId, EventName, GapNotice, PublishAck, PublishRequest, UserConnections, UserName};
 use app::sse;
@@ -24,6 +27,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use subscription::Registration;
+pub use subscription::Subscription;
 use tokio_util::sync::CancellationToken;
 
 /// Where the history lives, chosen at start-up.
@@ -43,7 +48,10 @@ pub struct StoreUnavailable(pub String);
 /// The limits the hub enforces.
 #[derive(Clone, Debug)]
 pub struct HubSettings {
+    /// Events kept for replay (`--history`).
     pub history: usize,
+    /// Bytes the kept events may cost (`--history-bytes`); whichever bound is hit first evicts.
+    pub history_bytes: usize,
     pub retry: Duration,
     pub max_queue: usize,
     pub max_per_user: usize,
@@ -124,7 +132,7 @@ impl Hub {
         let state = State {
             newest: start,
             reserved: start,
-            history: History::new(settings.history, start),
+            history: History::new(settings.history, settings.history_bytes, start),
             users: BTreeMap::new(),
             connections: 0,
             next_subscriber: 0,
@@ -301,8 +309,9 @@ impl Hub {
     }
 
     /// Opens a stream for `user`: the preamble (retry, welcome, cursor), the replay after
-    /// `last_event_id`, then live events. Registration and replay happen under one lock, so no
-    /// event is missed or sent twice.
+    /// `last_event_id`, then live events. Registration and the replay's first part happen under
+    /// one lock, so no event is missed or sent twice; a replay longer than `--max-queue` goes on
+    /// from the history as the reader drains it.
     pub fn subscribe(&self, user: UserName, last_event_id: Option<&str>) -> Result<Subscription, SubscribeError> {
         let settings = &self.shared.settings;
         let mut head = BytesMut::new();
@@ -321,36 +330,37 @@ impl Hub {
             return Err(SubscribeError::UserFull(settings.max_per_user));
         }
         head.extend_from_slice(sse::id_only(&state.newest).as_bytes());
+        let mut replayed = Vec::new();
+        let mut replay = None;
         if let Some(asked) = last_event_id {
             let after = match state.history.resume(asked, state.newest) {
-                Resume::After(id) => Some(id),
+                Resume::After(id) => id,
                 Resume::Gap => {
-                    let notice = GapNotice {
-                        last_event_id: asked.to_owned(),
-                        earliest: state.history.earliest().map(|id| id.to_string()),
-                    };
-                    let data = serde_json::to_string(&notice).unwrap_or_default();
-                    head.extend_from_slice(sse::event(None, &EventName::gap(), &data).as_bytes());
-                    None
+                    head.extend_from_slice(&gap_notice(asked, &state.history));
+                    state.history.floor()
                 }
             };
-            for frame in state.history.frames_for(&user, after) {
-                head.extend_from_slice(frame);
+            let part = state.history.replay(&user, after, settings.max_queue, &mut replayed);
+            if !part.done {
+                replay = Some(part.last.unwrap_or(after));
             }
         }
         let id = state.next_subscriber;
         state.next_subscriber += 1;
-        let subscriber = Arc::new(Subscriber { id, outbox: Outbox::default() });
+        let outbox = if replay.is_some() { Outbox::replaying() } else { Outbox::default() };
+        let subscriber = Arc::new(Subscriber { id, outbox });
         state.users.entry(user.clone()).or_default().push(Arc::clone(&subscriber));
         state.connections += 1;
         drop(state);
 
         tracing::info!(user = %user, "stream opened");
-        Ok(Subscription {
-            head: Some(head.freeze()),
+        replayed.insert(0, head.freeze());
+        Ok(Subscription::new(
+            replayed,
+            replay,
             subscriber,
-            _registration: Registration { hub: self.clone(), user, id, opened: Instant::now() },
-        })
+            Registration { hub: self.clone(), user, id, opened: Instant::now() },
+        ))
     }
 
     fn unregister(&self, user: &UserName, id: u64) {
@@ -387,43 +397,9 @@ impl Hub {
     }
 }
 
-/// One open stream: its first bytes, then whatever is published for it.
-pub struct Subscription {
-    head: Option<Bytes>,
-    subscriber: Arc<Subscriber>,
-    /// Held for its `Drop`: unregisters the stream however it ends.
-    _registration: Registration,
-}
-
-impl Subscription {
-    /// Moves the frames waiting to be written into `into` (emptied by the caller).
-    /// `Ready(false)` once the stream is over: its reader fell too far behind, or shutdown.
-    pub fn poll_take(&mut self, cx: &mut std::task::Context<'_>, into: &mut Vec<Bytes>) -> std::task::Poll<bool> {
-        if let Some(head) = self.head.take() {
-            into.push(head);
-            return std::task::Poll::Ready(true);
-        }
-        self.subscriber.outbox.poll_take(cx, into)
-    }
-
-    /// `Ready` once the hub has closed the stream (its reader fell too far behind, or shutdown).
-    pub fn poll_closed(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        self.subscriber.outbox.poll_closed(cx)
-    }
-}
-
-/// Removes a stream from the hub when it ends, whatever ended it, and logs how long it lived.
-struct Registration {
-    hub: Hub,
-    user: UserName,
-    id: u64,
-    opened: Instant,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        self.hub.unregister(&self.user, self.id);
-        let seconds = self.opened.elapsed().as_secs_f64();
-        tracing::info!(user = %self.user, duration_s = format_args!("{seconds:.3}"), "stream closed");
-    }
+/// The `gap` event for a client whose last id `asked` is not in the history.
+fn gap_notice(asked: &str, history: &History) -> Bytes {
+    let notice = GapNotice { last_event_id: asked.to_owned(), earliest: history.earliest().map(|id| id.to_string()) };
+    let data = serde_json::to_string(&notice).unwrap_or_default();
+    Bytes::from(sse::event(None, &EventName::gap(), &data))
 }

@@ -42,6 +42,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 pub async fn state(config: &Config, max_connections: usize) -> std::io::Result<AppState> {
     let settings = HubSettings {
         history: config.history,
+        history_bytes: config.history_bytes,
         retry: config.retry,
         max_queue: config.max_queue,
         max_per_user: config.max_connections_per_user,

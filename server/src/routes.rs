@@ -16,7 +16,7 @@ use crate::error::AppError;
 use crate::hub::Hub;
 use crate::telemetry::redact_query;
 use app::console::{shell, App};
-use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::extract::FromRef;
 use axum::http::{header, HeaderValue, Method, Request};
 use axum::routing::{get, post};
 use axum::Router;
@@ -43,14 +43,10 @@ impl FromRef<AppState> for LeptosOptions {
     }
 }
 
-/// The largest publish body accepted: room for a batch of many events.
-const MAX_BODY: usize = 16 * 1024 * 1024;
-
 pub fn app(state: AppState, config: &Config) -> Router {
     let options = state.leptos_options.clone();
-    let body_limit = MAX_BODY.max(config.max_data.saturating_mul(2));
     let api = Router::new()
-        .route("/events", post(publish::publish).layer(DefaultBodyLimit::max(body_limit)))
+        .route("/events", post(publish::publish))
         .route("/users", get(ops::users))
         .route("/tickets", post(ops::ticket))
         .route("/info", get(ops::info))

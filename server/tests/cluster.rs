@@ -47,6 +47,40 @@ async fn replay_across_nodes() {
     b.stop().await;
 }
 
+/// A node started later loads the history page by page (1,000 entries a page), all of it in
+/// order; one started with a smaller `--history-bytes` loads only the newest entries that fit
+/// (2 of about 1 KB in 3,000 bytes): an id before them is a gap, the newest left unread exact.
+#[tokio::test]
+async fn a_node_loads_only_what_its_history_keeps() {
+    let redis = RedisServer::start().await;
+    let a = start(&["--redis-url", &redis.url()]).await;
+    let mut ids = Vec::new();
+    for batch in 0..3 {
+        let events: Vec<_> = (batch * 500..(batch + 1) * 500)
+            .map(|i| json!({"to": "amy", "data": if i < 1_490 { i.to_string() } else { format!("{i:0>1000}") }}))
+            .collect();
+        let (status, answers) = a.publish(json!(events)).await;
+        assert_eq!(status, 202);
+        ids.extend(answers.as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_owned()));
+    }
+    let whole = start(&["--redis-url", &redis.url()]).await;
+    let mut all = whole.subscribe("user=amy", Some(&ids[0])).await.welcomed().await;
+    let replay: Vec<_> = all.take(1_499).await.into_iter().map(|e| e.id).collect();
+    assert_eq!(replay, ids[1..]);
+    whole.stop().await;
+
+    let b = start(&["--redis-url", &redis.url(), "--history-bytes", "3000"]).await;
+    let mut amy = b.subscribe("user=amy", Some(&ids[1_496])).await.welcomed().await;
+    let gap: serde_json::Value = serde_json::from_str(&amy.next().await.data).unwrap();
+    assert_eq!(gap, json!({"lastEventId": ids[1_496], "earliest": ids[1_498]}));
+    let kept: Vec<_> = amy.take(2).await.into_iter().map(|e| e.id).collect();
+    assert_eq!(kept, ids[1_498..]);
+    let mut exact = b.subscribe("user=amy", Some(&ids[1_497])).await.welcomed().await;
+    assert_eq!(exact.next().await.id, ids[1_498]);
+    a.stop().await;
+    b.stop().await;
+}
+
 /// Redis stops: streams stay open, publishing answers 503 with the JSON error, /healthz says
 /// so; Redis returns: the node resumes without a restart, nothing lost or doubled.
 #[tokio::test]

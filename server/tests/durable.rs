@@ -50,6 +50,29 @@ async fn retention_survives_restart() {
     hub.stop().await;
 }
 
+/// A restart with a smaller `--history-bytes` reads and keeps only the newest events that fit
+/// (here 2 of 10 events of about 1 KB in 3,000 bytes): an id before them is a gap, the newest
+/// left out is exact.
+#[tokio::test]
+async fn history_bytes_hold_across_restart() {
+    let backend = Backend::new("file").await;
+    let hub = backend.start(&[]).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(hub.publish_id(json!({"to": "amy", "data": format!("{i:0>1000}")})).await);
+    }
+    hub.stop().await;
+    let hub = backend.start(&["--history-bytes", "3000"]).await;
+    let mut amy = hub.subscribe("user=amy", Some(&ids[6])).await.welcomed().await;
+    let gap: serde_json::Value = serde_json::from_str(&amy.next().await.data).unwrap();
+    assert_eq!(gap, json!({"lastEventId": ids[6], "earliest": ids[8]}));
+    let kept: Vec<_> = amy.take(2).await.into_iter().map(|e| e.id).collect();
+    assert_eq!(kept, ids[8..]);
+    let mut exact = hub.subscribe("user=amy", Some(&ids[7])).await.welcomed().await;
+    assert_eq!(exact.next().await.id, ids[8]);
+    hub.stop().await;
+}
+
 /// SIGKILL in the middle of publishing loses no event whose publish was answered 202.
 #[tokio::test]
 async fn sigkill_loses_no_acknowledged_event() {

@@ -212,3 +212,106 @@ async fn events_for_absent_users_are_kept() {
     assert_eq!(later.next().await.data, "waiting");
     hub.stop().await;
 }
+
+/// Sends `request` as raw bytes and reads the answer until the hub closes the connection,
+/// failing the test if that takes longer than `within`.
+async fn exchange(hub: &common::Hub, request: &str, within: std::time::Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(hub.base.trim_start_matches("http://")).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(within, tcp.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "no answer and close within {within:?}: {:?}", String::from_utf8_lossy(&answer));
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The JSON error at the end of a raw answer.
+fn error_of(answer: &str) -> String {
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    let error: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer:?}"));
+    error["error"].as_str().unwrap().to_owned()
+}
+
+/// With auth on, a publish without a token is refused before its body is read: one that
+/// declares 10 MB and never sends them gets its 401 at once, and the connection is closed.
+#[tokio::test]
+async fn unauthenticated_publishes_are_refused_before_the_body() {
+    let hub = start(&["--jwt-secret", "test-secret"]).await;
+    let head = "POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n";
+    let answer = exchange(&hub, &format!("{head}Content-Length: 10000000\r\n\r\n{{\"to\":"), common::PATIENCE).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer:?}");
+    assert!(answer.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{answer:?}");
+    assert!(!error_of(&answer).is_empty());
+    let token = "Authorization: Bearer not-a-token\r\n";
+    let answer = exchange(&hub, &format!("{head}{token}Content-Length: 10000000\r\n\r\n"), common::PATIENCE).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "a bad token too: {answer:?}");
+    hub.stop().await;
+}
+
+/// A body declared larger than the limit gets 413 at once, without a byte of it read.
+#[tokio::test]
+async fn bodies_declared_too_large_are_refused_at_once() {
+    let hub = start(&[]).await;
+    let request = "POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                   Content-Length: 100000000\r\n\r\n";
+    let answer = exchange(&hub, request, common::PATIENCE).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
+    assert!(error_of(&answer).contains("over 16777216 bytes"), "{answer:?}");
+    hub.stop().await;
+}
+
+/// A body that stalls is answered 408 with a JSON error once 30 s have passed (paused time),
+/// and its connection is closed; the hub goes on serving.
+#[tokio::test(start_paused = true)]
+async fn stalled_bodies_time_out() {
+    let hub = start(&[]).await;
+    let started = tokio::time::Instant::now();
+    let request = "POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                   Content-Length: 100\r\n\r\n{\"to\": \"amy\", ";
+    let answer = exchange(&hub, request, std::time::Duration::from_secs(120)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(answer.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{answer:?}");
+    assert!(error_of(&answer).contains("did not arrive within 30s"));
+    assert!(started.elapsed() >= std::time::Duration::from_secs(30), "{:?}", started.elapsed());
+    assert_eq!(hub.publish(json!({"to": "amy", "data": 1})).await.0, 202);
+    hub.stop().await;
+}
+
+/// A `to` list of more than 10,000 names is refused with 400 naming the limit; one of exactly
+/// 10,000 (here with duplicates) is accepted and reaches each user once.
+#[tokio::test]
+async fn to_lists_are_capped() {
+    let hub = start(&[]).await;
+    let mut amy = hub.subscribe("user=amy", None).await.welcomed().await;
+    let too_many: Vec<String> = (0..10_001).map(|i| format!("user-{i}")).collect();
+    let (status, error) = hub.publish(json!({"to": too_many, "data": "x"})).await;
+    assert_eq!(status, 400);
+    assert!(error["error"].as_str().unwrap().contains("the limit is 10000"), "{error}");
+    let mut at_limit: Vec<String> = (0..5_000).map(|i| format!("user-{i}")).collect();
+    at_limit.extend(at_limit.clone());
+    at_limit[7_000] = "amy".into();
+    at_limit[9_000] = "amy".into();
+    let (status, ack) = hub.publish(json!({"to": at_limit, "data": "once"})).await;
+    assert_eq!((status, &ack["connections"]), (202, &json!(1)), "{ack}");
+    assert_eq!(amy.next().await.data, "once");
+    let marker = hub.publish_id(json!({"to": "amy", "data": "marker"})).await;
+    assert_eq!(amy.next().await.id, marker, "delivered once");
+    hub.stop().await;
+}
+
+/// A batch far past the size parsed inline (parsed on a blocking thread) is answered and
+/// delivered whole, in order.
+#[tokio::test]
+async fn large_batches_are_published_whole() {
+    let hub = start(&[]).await;
+    let mut amy = hub.subscribe("user=amy", None).await.welcomed().await;
+    let batch: Vec<Value> = (0..2_000).map(|i| json!({"to": "amy", "data": format!("{i:0>100}")})).collect();
+    assert!(serde_json::to_vec(&batch).unwrap().len() > 200_000);
+    let (status, answers) = hub.publish(json!(batch)).await;
+    assert_eq!(status, 202);
+    assert_eq!(answers.as_array().unwrap().iter().filter(|a| a["id"].is_string()).count(), 2_000);
+    for i in 0..2_000 {
+        assert_eq!(amy.next().await.data, format!("{i:0>100}"));
+    }
+    hub.stop().await;
+}

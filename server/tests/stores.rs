@@ -116,3 +116,49 @@ on_every_store!(
         assert_eq!(exact.next().await.id, ids[2]);
     }
 );
+
+on_every_store!(
+    /// `--history-bytes` bounds the history too: each of these events counts about 730 bytes
+    /// (its 530-byte frame, its one recipient and the fixed overhead), so 2,500 bytes keep
+    /// the newest 3; an id before them is a gap, and the replay is exactly those 3.
+    retention_by_bytes, &["--history-bytes", "2500"], |hub| {
+        let mut watcher = hub.subscribe("user=amy", None).await.welcomed().await;
+        let mut ids = Vec::new();
+        for i in 0..6 {
+            ids.push(hub.publish_id(json!({"to": "amy", "data": format!("{i:0>500}")})).await);
+        }
+        // Applied everywhere (Redis delivers through its follower) before the history is read.
+        assert_eq!(watcher.take(6).await.last().unwrap().id, ids[5]);
+        let mut amy = hub.subscribe("user=amy", Some(&ids[1])).await.welcomed().await;
+        let gap = amy.next().await;
+        assert_eq!(gap.event, "gap");
+        let notice: serde_json::Value = serde_json::from_str(&gap.data).unwrap();
+        assert_eq!(notice, json!({"lastEventId": ids[1], "earliest": ids[3]}));
+        let replay = amy.take(3).await;
+        assert_eq!(replay.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), ids[3..]);
+    }
+);
+
+on_every_store!(
+    /// A replay many times `--max-queue` reaches a reader that reads it, whole and in order,
+    /// with what is published while it replays after it, each event once.
+    long_replay_in_parts, &["--max-queue", "65536"], |hub| {
+        let mut watcher = hub.subscribe("user=amy", None).await.welcomed().await;
+        let first = hub.publish_id(json!({"to": "amy", "data": "first"})).await;
+        watcher.next().await;
+        let mut ids = Vec::new();
+        for round in 0..10 {
+            let batch: Vec<_> = (0..30).map(|i| json!({"to": "amy", "data": format!("{round}-{i:0>1000}")})).collect();
+            let (status, answers) = hub.publish(json!(batch)).await;
+            assert_eq!(status, 202);
+            ids.extend(answers.as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_owned()));
+            // Applied (Redis delivers through its follower), and read so the live stream keeps up.
+            assert_eq!(watcher.take(30).await.last().unwrap().id, *ids.last().unwrap());
+        }
+        let mut amy = hub.subscribe("user=amy", Some(&first)).await.welcomed().await;
+        let mut got: Vec<String> = amy.take(10).await.into_iter().map(|e| e.id).collect();
+        ids.push(hub.publish_id(json!({"to": "amy", "data": "during"})).await);
+        got.extend(amy.take(291).await.into_iter().map(|e| e.id));
+        assert_eq!(got, ids);
+    }
+);

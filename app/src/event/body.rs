@@ -63,11 +63,14 @@ fn from_wire(wire: &Wire<'_>) -> Option<Result<PublishRequest, String>> {
         if name == "*" {
             Ok(Recipients::All)
         } else {
-            Recipients::from_names(vec![&name])
+            Recipients::from_names(vec![&name], Recipients::MAX_NAMES)
         }
     } else if to.starts_with('[') {
-        let names: Vec<Cow<'_, str>> = serde_json::from_str(to).ok()?;
-        Recipients::from_names(names.iter().map(|n| n.as_ref()).collect())
+        let listed: Listed<'_> = serde_json::from_str(to).ok()?;
+        if listed.total > Recipients::MAX_NAMES {
+            return Some(Err(super::too_many_names(listed.total, Recipients::MAX_NAMES)));
+        }
+        Recipients::from_names(listed.names.iter().map(|n| n.0.as_ref()).collect(), Recipients::MAX_NAMES)
     } else {
         return None;
     };
@@ -83,6 +86,46 @@ fn from_wire(wire: &Wire<'_>) -> Option<Result<PublishRequest, String>> {
         },
     };
     Some(Ok(PublishRequest { to, event, data: data_text(wire.data)? }))
+}
+
+/// A `to` list as written, holding at most [`Recipients::MAX_NAMES`] names: past it the rest
+/// are only counted, so a huge list costs no memory before it is refused.
+struct Listed<'a> {
+    names: Vec<Name<'a>>,
+    total: usize,
+}
+
+/// One listed name, borrowed from the body unless it has escapes.
+#[derive(Deserialize)]
+struct Name<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Listed<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Names;
+        impl<'de> serde::de::Visitor<'de> for Names {
+            type Value = Listed<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of user names")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Listed<'de>, A::Error> {
+                let mut names = Vec::new();
+                while names.len() < Recipients::MAX_NAMES {
+                    match seq.next_element::<Name<'de>>()? {
+                        Some(name) => names.push(name),
+                        None => return Ok(Listed { total: names.len(), names }),
+                    }
+                }
+                let mut total = names.len();
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    total += 1;
+                }
+                Ok(Listed { names, total })
+            }
+        }
+        deserializer.deserialize_seq(Names)
+    }
 }
 
 /// A JSON string as its text; any other value compact: as written when it has no whitespace to
@@ -142,6 +185,18 @@ mod tests {
         let body = br#"{ "to" : "amy", "data" : { "n" : [1, 2] , "s": "a b" } }"#;
         let Ok(PublishBody::One(Ok(request))) = PublishBody::parse(body) else { panic!("parses") };
         assert_eq!(request.data, r#"{"n":[1,2],"s":"a b"}"#);
+    }
+
+    /// The wire path holds `to` lists to the same limit, and says how long the list was.
+    #[test]
+    fn long_lists_are_refused_on_the_wire() {
+        let names: Vec<String> = (0..Recipients::MAX_NAMES + 5).map(|i| format!("u{i}")).collect();
+        let body = serde_json::to_vec(&json!({"to": names, "data": 1})).unwrap_or_default();
+        let Ok(PublishBody::One(Err(err))) = PublishBody::parse(&body) else { panic!("refused") };
+        assert!(err.contains("10005 names") && err.contains("limit is 10000"), "{err}");
+        let at_limit =
+            serde_json::to_vec(&json!({"to": &names[..Recipients::MAX_NAMES], "data": 1})).unwrap_or_default();
+        assert!(matches!(PublishBody::parse(&at_limit), Ok(PublishBody::One(Ok(_)))));
     }
 
     /// A body that is not JSON is refused whole.

@@ -53,9 +53,9 @@ struct Ledger {
 pub(super) async fn open(settings: HubSettings, dir: &Path) -> std::io::Result<Hub> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join("history.redb");
-    let capacity = settings.history;
+    let (capacity, max_bytes) = (settings.history, settings.history_bytes);
     let (ledger, floor, events) =
-        tokio::task::spawn_blocking(move || load(&path, capacity)).await.map_err(io_error)??;
+        tokio::task::spawn_blocking(move || load(&path, capacity, max_bytes)).await.map_err(io_error)??;
     let (queue, pending) = mpsc::channel(MAX_BATCH * 4);
     let store = FileStore { queue, writer: std::sync::Mutex::new(None) };
     let hub = Hub::with_store(settings, Store::File(store), floor);
@@ -72,10 +72,13 @@ pub(super) async fn open(settings: HubSettings, dir: &Path) -> std::io::Result<H
 /// What a database holds at start-up: the writer's ledger, the floor, and the events.
 type Loaded = (Ledger, EventId, Vec<(EventId, PublishRequest)>);
 
-fn load(path: &Path, capacity: usize) -> std::io::Result<Loaded> {
+/// Opens the database and reads the newest events it holds, as many as `max_bytes` of records
+/// allow (the memory's bound, so a start-up never reads more than the history would keep); the
+/// floor is then the newest left unread.
+fn load(path: &Path, capacity: usize, max_bytes: usize) -> std::io::Result<Loaded> {
     let db = Database::create(path).map_err(io_error)?;
     let write = db.begin_write().map_err(io_error)?;
-    let floor = {
+    let mut floor = {
         let mut meta = write.open_table(META).map_err(io_error)?;
         let floor = meta.get("floor").map_err(io_error)?.map(|v| v.value());
         match floor {
@@ -93,13 +96,20 @@ fn load(path: &Path, capacity: usize) -> std::io::Result<Loaded> {
     let read = db.begin_read().map_err(io_error)?;
     let table = read.open_table(EVENTS).map_err(io_error)?;
     let held = table.len().map_err(io_error)?;
-    let mut events = Vec::with_capacity(held as usize);
-    for entry in table.iter().map_err(io_error)? {
+    let mut events = Vec::new();
+    let mut bytes = 0usize;
+    for entry in table.iter().map_err(io_error)?.rev() {
         let (k, v) = entry.map_err(io_error)?;
+        bytes = bytes.saturating_add(v.value().len());
+        if bytes > max_bytes {
+            floor = floor.max(id_of(k.value()));
+            break;
+        }
         let json: serde_json::Value = serde_json::from_slice(v.value()).map_err(io_error)?;
-        let request = PublishRequest::from_json(&json).map_err(io_error)?;
+        let request = PublishRequest::from_stored(&json).map_err(io_error)?;
         events.push((id_of(k.value()), request));
     }
+    events.reverse();
     drop(table);
     drop(read);
     Ok((Ledger { db: Arc::new(db), held, capacity }, floor, events))
@@ -199,4 +209,32 @@ fn write(ledger: &mut Ledger, records: &[(u128, Vec<u8>)]) -> Result<(), redb::E
     tx.commit()?;
     ledger.held = held;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A start-up reads only the newest events that fit the memory's bound, and the floor
+    /// moves to the newest left unread, so a replay asking before it gets a gap.
+    #[test]
+    fn loads_only_what_the_memory_keeps() {
+        let dir =
+            std::env::temp_dir().join(format!("tidings-load-{}-{:?}", std::process::id(), std::thread::current().id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("history.redb");
+        let (mut ledger, start, _) = load(&path, 100, usize::MAX).unwrap();
+        let id = |n: u64| EventId { millis: start.millis + n, seq: 0 };
+        let request = PublishRequest::from_json(&serde_json::json!({"to": "amy", "data": "x".repeat(100)})).unwrap();
+        let record = request.to_json().to_string().into_bytes();
+        let records: Vec<(u128, Vec<u8>)> = (1..=10).map(|n| (key(id(n)), record.clone())).collect();
+        write(&mut ledger, &records).unwrap();
+        drop(ledger);
+
+        let (ledger, floor, events) = load(&path, 100, record.len() * 7 / 2).unwrap();
+        let ids: Vec<EventId> = events.iter().map(|(id, _)| *id).collect();
+        assert_eq!((ids, floor), (vec![id(8), id(9), id(10)], id(7)));
+        drop(ledger);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -2,6 +2,9 @@
 //! pending at once and writes it in one go. Frames are shared, not copied: every stream holds
 //! the same encoded bytes of an event. The queue is bounded: a reader that falls too far behind
 //! is cut off, so nobody else ever waits for it.
+//!
+//! While its stream replays the history, an outbox queues nothing: the events published
+//! meanwhile are in the history, and the replay reaches them in order.
 
 use bytes::Bytes;
 use futures::task::AtomicWaker;
@@ -22,6 +25,8 @@ struct Pending {
     bytes: usize,
     /// The reader fell behind or the hub is shutting down: no more frames, ever.
     closed: bool,
+    /// The stream is still replaying: pushes are taken as delivered and not queued.
+    replaying: bool,
 }
 
 /// The stream's reader fell more than the limit behind, or the outbox was closed.
@@ -34,6 +39,27 @@ impl Outbox {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// An outbox for a stream that replays first: it queues nothing until [`Outbox::go_live`].
+    pub fn replaying() -> Outbox {
+        Outbox { pending: Mutex::new(Pending { replaying: true, ..Pending::default() }), reader: AtomicWaker::new() }
+    }
+
+    /// The replay has caught up: queue from the next push on. Called under the hub's lock, so
+    /// no event falls between the replay's last and the first queued.
+    pub fn go_live(&self) {
+        self.pending().replaying = false;
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.pending().closed
+    }
+
+    /// Bytes waiting for the reader.
+    #[cfg(test)]
+    pub fn queued(&self) -> usize {
+        self.pending().bytes
+    }
+
     /// Appends `frame` unless that would put more than `limit` bytes in waiting, in which case
     /// the outbox is closed.
     pub fn push(&self, frame: &Bytes, limit: usize) -> Result<(), Closed> {
@@ -41,6 +67,9 @@ impl Outbox {
             let mut pending = self.pending();
             if pending.closed {
                 return Err(Closed);
+            }
+            if pending.replaying {
+                return Ok(());
             }
             if pending.bytes + frame.len() > limit {
                 *pending = Pending { closed: true, ..Pending::default() };
@@ -135,6 +164,16 @@ mod tests {
         outbox.push(&Bytes::from_static(&[b'x'; 8]), 10).unwrap();
         assert_eq!(outbox.push(&Bytes::from_static(&[b'y'; 8]), 10), Err(Closed));
         assert_eq!(take(&outbox).await, None);
+    }
+
+    /// A replaying outbox queues nothing until it goes live, then queues as usual.
+    #[tokio::test]
+    async fn a_replaying_outbox_queues_only_once_live() {
+        let outbox = Outbox::replaying();
+        outbox.push(&Bytes::from_static(b"in the history\n\n"), 10).unwrap();
+        outbox.go_live();
+        outbox.push(&Bytes::from_static(b"live\n\n"), 10).unwrap();
+        assert_eq!(take(&outbox).await.unwrap(), [Bytes::from_static(b"live\n\n")]);
     }
 
     /// A closed outbox ends its reader and takes nothing more.

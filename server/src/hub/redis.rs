@@ -46,7 +46,7 @@ fn decode(id: &str, fields: &std::collections::HashMap<String, redis::Value>) ->
         "event": text("event")?,
         "data": text("data")?,
     });
-    PublishRequest::from_json(&json).ok().map(|request| (id, request))
+    PublishRequest::from_stored(&json).ok().map(|request| (id, request))
 }
 
 /// Connects, loads the retained events, and starts following the stream.
@@ -58,22 +58,15 @@ pub(super) async fn open(settings: HubSettings, url: &str) -> std::io::Result<Hu
         .set_number_of_retries(1);
     let mut writer = ConnectionManager::new_with_config(client.clone(), config).await.map_err(io_error)?;
     let capacity = settings.history;
-    let newest_first: StreamRangeReply = redis::cmd("XREVRANGE")
-        .arg(STREAM_KEY)
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(capacity.max(1))
-        .query_async(&mut writer)
-        .await
-        .map_err(io_error)?;
-    let events: Vec<_> = newest_first.ids.iter().rev().filter_map(|e| decode(&e.id, &e.map)).collect();
-    // Anything older than the oldest entry held was trimmed: a client that saw the entry just
-    // before it has missed nothing.
-    let floor = match events.first() {
-        Some((oldest, _)) if oldest.seq > 0 => EventId { millis: oldest.millis, seq: oldest.seq - 1 },
-        Some((oldest, _)) => EventId { millis: oldest.millis.saturating_sub(1), seq: u64::MAX },
-        None => EventId { millis: super::now_millis(), seq: 0 },
+    let (events, unread) = load(&mut writer, capacity.max(1), settings.history_bytes).await?;
+    // Anything older than the oldest entry held was trimmed or left unread: a client that saw
+    // the newest entry left unread, or (when it is not known) the one just before the oldest
+    // held, has missed nothing.
+    let floor = match (unread, events.first()) {
+        (Some(unread), _) => unread,
+        (None, Some((oldest, _))) if oldest.seq > 0 => EventId { millis: oldest.millis, seq: oldest.seq - 1 },
+        (None, Some((oldest, _))) => EventId { millis: oldest.millis.saturating_sub(1), seq: u64::MAX },
+        (None, None) => EventId { millis: super::now_millis(), seq: 0 },
     };
     // Follow from the newest entry held, or from the very start of an empty stream: never `$`,
     // which would miss entries added between two reads.
@@ -86,6 +79,51 @@ pub(super) async fn open(settings: HubSettings, url: &str) -> std::io::Result<Hu
     tracing::info!(events = held, "history loaded from Redis");
     tokio::spawn(follow(hub.clone(), client, last, healthy));
     Ok(hub)
+}
+
+/// Entries read per `XREVRANGE` at start-up.
+const LOAD_PAGE: usize = 1000;
+
+/// The newest entries of the stream, oldest first: newest first, page by page, until `capacity`
+/// entries or `max_bytes` of their fields are read, so a start-up never holds more than the
+/// memory keeps. When the bytes stopped it, also the id of the newest entry left unread.
+async fn load(
+    writer: &mut ConnectionManager,
+    capacity: usize,
+    max_bytes: usize,
+) -> std::io::Result<(Vec<(EventId, PublishRequest)>, Option<EventId>)> {
+    let size = |value: &redis::Value| match value {
+        redis::Value::BulkString(bytes) => bytes.len(),
+        _ => 0,
+    };
+    let (mut events, mut read, mut bytes, mut end) = (Vec::new(), 0, 0usize, "+".to_owned());
+    while read < capacity {
+        let count = LOAD_PAGE.min(capacity - read);
+        let page: StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(STREAM_KEY)
+            .arg(&end)
+            .arg("-")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(writer)
+            .await
+            .map_err(io_error)?;
+        for entry in &page.ids {
+            bytes = bytes.saturating_add(entry.map.values().map(size).sum());
+            if bytes > max_bytes {
+                events.reverse();
+                return Ok((events, entry.id.parse().ok()));
+            }
+            events.extend(decode(&entry.id, &entry.map));
+        }
+        read += page.ids.len();
+        match page.ids.last() {
+            Some(oldest) if page.ids.len() == count => end = format!("({}", oldest.id),
+            _ => break,
+        }
+    }
+    events.reverse();
+    Ok((events, None))
 }
 
 impl RedisStore {

@@ -1,31 +1,99 @@
 //! `POST /api/events`: one event (a JSON object) or a batch (a JSON array, each element answered
-//! in order). Every refusal says what was wrong, with 400, 413 or 415.
+//! in order). Every refusal says what was wrong, with 400, 401, 403, 408, 413 or 415.
+//!
+//! The caller and the content type are checked before a byte of the body is read, and the body
+//! is read here, bounded in size and in time: nobody can make the hub buffer a body it would
+//! refuse, or hold one open for ever.
 
 use super::AppState;
 use crate::error::AppError;
 use app::event::{PublishAck, PublishBody, PublishRequest};
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use bytes::BytesMut;
+use futures::StreamExt;
+use std::time::Duration;
 
-pub async fn publish(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, AppError> {
-    state.auth.require_publisher(&headers)?;
-    require_json(&headers)?;
-    let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge("the request body is too large".into()),
-        _ => AppError::BadRequest(format!("could not read the request body: {}", e.body_text())),
-    })?;
-    match PublishBody::parse(&body).map_err(AppError::BadRequest)? {
-        PublishBody::Batch(items) => publish_batch(&state, items).await,
+/// The largest publish body accepted (or twice `--max-data`, if more): room for a batch.
+const MAX_BODY: usize = 16 * 1024 * 1024;
+/// The longest a whole body may take to arrive.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bodies larger than this are parsed on a blocking thread, not on the workers serving streams.
+const PARSE_INLINE: usize = 64 * 1024;
+
+/// Admits the caller, then reads the body, then publishes: a refusal costs the hub no body.
+pub async fn publish(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let admitted = state.auth.require_publisher(&parts.headers).and_then(|()| require_json(&parts.headers));
+    let body = match admitted {
+        Ok(()) => read_body(&parts.headers, body, MAX_BODY.max(state.max_data.saturating_mul(2))).await,
+        Err(refusal) => Err(refusal),
+    };
+    match body {
+        Ok(body) => answer(&state, body).await.unwrap_or_else(IntoResponse::into_response),
+        Err(refusal) => closing(refusal.into_response(), parts.version),
+    }
+}
+
+/// A refusal sent before the body was read whole: the connection closes after it, rather than
+/// wait for (or read) the rest.
+fn closing(mut response: Response, version: Version) -> Response {
+    if version <= Version::HTTP_11 {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// The whole body, if it is at most `limit` bytes (413 at once when its declared length is
+/// more) and arrives within [`BODY_TIMEOUT`] (else 408).
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, AppError> {
+    let too_large = || AppError::PayloadTooLarge(format!("the request body is over {limit} bytes"));
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    let read = async {
+        let mut chunks = body.into_data_stream();
+        // Most bodies come in one chunk, which is kept as it is; more are joined.
+        let mut only: Option<Bytes> = None;
+        let mut joined = BytesMut::new();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| AppError::BadRequest(format!("could not read the request body: {e}")))?;
+            if only.as_ref().map_or(joined.len(), Bytes::len) + chunk.len() > limit {
+                return Err(too_large());
+            }
+            match only.take() {
+                None if joined.is_empty() => only = Some(chunk),
+                None => joined.extend_from_slice(&chunk),
+                Some(first) => {
+                    joined.extend_from_slice(&first);
+                    joined.extend_from_slice(&chunk);
+                }
+            }
+        }
+        Ok(only.unwrap_or_else(|| joined.freeze()))
+    };
+    tokio::time::timeout(BODY_TIMEOUT, read).await.unwrap_or_else(|_| {
+        Err(AppError::RequestTimeout(format!("the request body did not arrive within {}s", BODY_TIMEOUT.as_secs())))
+    })
+}
+
+/// Parses and publishes a body read whole.
+async fn answer(state: &AppState, body: Bytes) -> Result<Response, AppError> {
+    let parsed = if body.len() > PARSE_INLINE {
+        tokio::task::spawn_blocking(move || PublishBody::parse(&body))
+            .await
+            .map_err(|e| AppError::Internal(format!("parsing a publish body failed: {e}")))?
+    } else {
+        PublishBody::parse(&body)
+    };
+    match parsed.map_err(AppError::BadRequest)? {
+        PublishBody::Batch(items) => publish_batch(state, items).await,
         PublishBody::One(request) => {
-            let request = validate(&state, request)?;
+            let request = validate(state, request)?;
             let ack = state.hub.publish(request).await.map_err(|e| AppError::Unavailable(e.0))?;
             Ok((StatusCode::ACCEPTED, Json(ack)).into_response())
         }
