@@ -5,7 +5,7 @@ import { openConsole, panel, rowsOfType, startHub, stopHub, unique } from './hel
 
 const PORT = 3221;
 const BASE = `http://127.0.0.1:${PORT}`;
-const SECRET = 'e2e-secret';
+const SECRET = 'e2e-secret-of-thirty-two-bytes-x';
 const BIN = path.resolve(__dirname, '..', '..', 'target/release/tidings');
 
 /** A token from `tidings token`, as an operator would make one. */

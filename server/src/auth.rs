@@ -16,6 +16,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// The shortest `--jwt-secret` accepted: an HS256 key is only as strong as it is long, and a
+/// short one is found offline from any single token.
+pub const MIN_SECRET_BYTES: usize = 32;
 /// The most leeway `exp` gets (the crate's default is 60 s).
 const LEEWAY_SECS: u64 = 5;
 /// Outstanding tickets are capped so a token holder cannot grow the table without bound.
@@ -209,8 +212,10 @@ impl Auth {
 mod tests {
     use super::*;
 
+    const SECRET: &str = "unit-test-secret-of-thirty-two-b";
+
     fn auth() -> Auth {
-        Auth::with_secret("s3cret", Duration::from_secs(30))
+        Auth::with_secret(SECRET, Duration::from_secs(30))
     }
 
     fn bearer(token: &str) -> HeaderMap {
@@ -221,7 +226,7 @@ mod tests {
 
     fn token(sub: Option<&str>, exp_in: i64, publish: bool) -> String {
         let exp = (unix_now() as i64 + exp_in) as u64;
-        issue_token("s3cret", &Claims { sub: sub.map(Into::into), exp, publish }).unwrap()
+        issue_token(SECRET, &Claims { sub: sub.map(Into::into), exp, publish }).unwrap()
     }
 
     fn status(result: Result<impl std::fmt::Debug, AppError>) -> u16 {
@@ -233,8 +238,9 @@ mod tests {
     fn only_hs256_is_accepted() {
         let auth = auth();
         let claims = Claims { sub: Some("a".into()), exp: unix_now() + 60, publish: true };
-        let hs512 = jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims, &EncodingKey::from_secret(b"s3cret"))
-            .unwrap();
+        let hs512 =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims, &EncodingKey::from_secret(SECRET.as_bytes()))
+                .unwrap();
         let payload = token(Some("a"), 60, true).split('.').nth(1).unwrap().to_owned();
         let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
         for bad in [hs512, none] {
@@ -279,7 +285,7 @@ mod tests {
     /// A ticket past its lifetime is refused.
     #[test]
     fn stale_tickets_are_refused() {
-        let auth = Auth::with_secret("s3cret", Duration::from_millis(1));
+        let auth = Auth::with_secret(SECRET, Duration::from_millis(1));
         let ticket = auth.issue_ticket(&bearer(&token(Some("amy"), 60, false))).unwrap();
         std::thread::sleep(Duration::from_millis(5));
         let creds = StreamCredentials { user: None, token: None, ticket: Some(&ticket) };

@@ -12,8 +12,8 @@ pub struct Config {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Turns authentication on: tokens are HS256 JWTs signed with this secret.
-    #[arg(long, env = "TIDINGS_JWT_SECRET", hide_env_values = true, global = true)]
+    /// Turns authentication on: tokens are HS256 JWTs signed with this secret (at least 32 bytes).
+    #[arg(long, env = "TIDINGS_JWT_SECRET", hide_env_values = true, global = true, value_parser = SecretParser)]
     pub jwt_secret: Option<String>,
 
     /// How long a one-time stream ticket stays valid.
@@ -120,6 +120,37 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (write durations like 300ms, 2s, 1h)"))
 }
 
+/// Checks `--jwt-secret`: anyone who guesses the secret can sign tokens, and a short one (an
+/// empty one above all) is guessed offline from any token. Its error never repeats the secret.
+#[derive(Clone)]
+struct SecretParser;
+
+impl clap::builder::TypedValueParser for SecretParser {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        let refuse = |why: String| {
+            let message = format!("--jwt-secret (or TIDINGS_JWT_SECRET) {why}\n");
+            clap::Error::raw(clap::error::ErrorKind::InvalidValue, message).with_cmd(cmd)
+        };
+        let secret = value.to_str().ok_or_else(|| refuse("must be UTF-8".into()))?;
+        if secret.len() < crate::auth::MIN_SECRET_BYTES {
+            return Err(refuse(format!(
+                "is {} bytes long; it must be at least {} bytes, or tokens can be forged by guessing it \
+                 (make one with `openssl rand -hex 32`)",
+                secret.len(),
+                crate::auth::MIN_SECRET_BYTES
+            )));
+        }
+        Ok(secret.to_owned())
+    }
+}
+
 /// `Some(d)` for a timer that is on, `None` for `0`.
 pub fn timer(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
@@ -156,5 +187,25 @@ mod tests {
         let config = Config::parse_from(["tidings", "--history", "5", "--cors-origin", "http://a,http://b"]);
         assert_eq!(config.history, 5);
         assert_eq!(config.cors_origin, ["http://a", "http://b"]);
+    }
+
+    /// A secret shorter than 32 bytes (an empty one too) is refused, for the hub and for
+    /// `tidings token`, with a message that says why and does not repeat the secret.
+    #[test]
+    fn short_secrets_are_refused() {
+        for argv in [
+            vec!["tidings", "--jwt-secret", ""],
+            vec!["tidings", "--jwt-secret", "thirty-one-bytes-of-a-secret-xx"],
+            vec!["tidings", "token", "--user", "a", "--jwt-secret", "thirty-one-bytes-of-a-secret-xx"],
+        ] {
+            let error = Config::try_parse_from(&argv).unwrap_err();
+            assert_eq!(error.kind(), clap::error::ErrorKind::InvalidValue, "{argv:?}");
+            let message = error.to_string();
+            assert!(message.contains("at least 32 bytes"), "{message}");
+            assert!(!message.contains("thirty-one"), "the secret is not repeated: {message}");
+        }
+        let secret = "thirty-two-bytes-of-a-secret-xyz";
+        let config = Config::parse_from(["tidings", "--jwt-secret", secret]);
+        assert_eq!(config.jwt_secret.as_deref(), Some(secret));
     }
 }

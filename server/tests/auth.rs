@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use tidings::auth::{issue_token, unix_now, Claims};
 
-const SECRET: &str = "test-secret";
+const SECRET: &str = "integration-test-secret-32-bytes";
 
 fn token(sub: Option<&str>, ttl_secs: i64, publish: bool) -> String {
     let exp = (unix_now() as i64 + ttl_secs) as u64;
