@@ -100,8 +100,8 @@ pub enum Command {
         /// Lets the token publish and list users.
         #[arg(long)]
         publish: bool,
-        /// How long the token is valid.
-        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        /// How long the token is valid (it must expire by the year 9999).
+        #[arg(long, default_value = "1h", value_parser = parse_token_ttl)]
         ttl: Duration,
     },
 }
@@ -151,6 +151,13 @@ impl clap::builder::TypedValueParser for SecretParser {
     }
 }
 
+/// `tidings token --ttl`: a duration after which the token still expires by the year 9999.
+fn parse_token_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = parse_duration(text)?;
+    crate::auth::expiry_in(ttl)?;
+    Ok(ttl)
+}
+
 /// `Some(d)` for a timer that is on, `None` for `0`.
 pub fn timer(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
@@ -187,6 +194,19 @@ mod tests {
         let config = Config::parse_from(["tidings", "--history", "5", "--cors-origin", "http://a,http://b"]);
         assert_eq!(config.history, 5);
         assert_eq!(config.cors_origin, ["http://a", "http://b"]);
+    }
+
+    /// `tidings token --ttl` refuses a lifetime whose `exp` would be past the year 9999 (or
+    /// overflow), with a CLI error instead of a panic or a wrapped-around token.
+    #[test]
+    fn absurd_token_lifetimes_are_refused() {
+        let secret = "thirty-two-bytes-of-a-secret-xyz";
+        for ttl in ["100000y", "18446744073709551615s"] {
+            let error = Config::try_parse_from(["tidings", "token", "--jwt-secret", secret, "--ttl", ttl]).unwrap_err();
+            assert!(error.to_string().contains("year 9999"), "{error}");
+        }
+        let config = Config::parse_from(["tidings", "token", "--jwt-secret", secret, "--ttl", "30d"]);
+        assert!(matches!(config.command, Some(Command::Token { ttl, .. }) if ttl == Duration::from_secs(30 * 86_400)));
     }
 
     /// A secret shorter than 32 bytes (an empty one too) is refused, for the hub and for

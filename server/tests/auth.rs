@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{start, Hub, PATIENCE};
+use common::{start, Hub};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tidings::auth::{issue_token, unix_now, Claims};
@@ -146,13 +146,36 @@ async fn token_streams_get_their_own_events() {
     hub.stop().await;
 }
 
-/// A stream ends when its token expires.
+/// One rule for a new stream and an open one: a token is valid until `exp` + 5 s. Past that a
+/// stream is refused; before it one opens, and it ends at that instant (not at `exp`).
 #[tokio::test]
 async fn streams_end_when_the_token_expires() {
     let hub = secured(&["--keep-alive", "200ms"]).await;
-    let mut stream = hub.subscribe(&format!("token={}", token(Some("amy"), 2, false)), None).await.welcomed().await;
-    assert!(!stream.ends_within(Duration::from_millis(500)).await);
-    assert!(stream.ends_within(PATIENCE).await, "ended after exp");
+    // `exp` 5 s ago: the leeway is over, whatever fraction of a second it is now.
+    let (status, error) = open(&hub, &format!("token={}", token(Some("amy"), -5, false)), None).await;
+    assert_eq!(status, 401, "{error}");
+    // `exp` 3 s ago: between 1 and 2 s of leeway are left, and the stream lives that long.
+    let mut stream = hub.subscribe(&format!("token={}", token(Some("amy"), -3, false)), None).await.welcomed().await;
+    assert!(!stream.ends_within(Duration::from_millis(900)).await, "open until exp + 5 s");
+    assert!(stream.ends_within(Duration::from_millis(1_500)).await, "ended at exp + 5 s");
+    hub.stop().await;
+}
+
+/// A validly signed token whose `exp` is absurd (2^63 and up) is 401 JSON for a stream and for
+/// a ticket, never a panic, and the hub keeps serving.
+#[tokio::test]
+async fn absurd_expiry_is_refused() {
+    let hub = secured(&[]).await;
+    for exp in [1u64 << 63, u64::MAX] {
+        let absurd = issue_token(SECRET, &Claims { sub: Some("amy".into()), exp, publish: true }).unwrap();
+        let (status, error) = open(&hub, &format!("token={absurd}"), None).await;
+        assert_eq!(status, 401, "{error}");
+        assert!(error["error"].as_str().is_some_and(|e| e.contains("exp")), "{error}");
+        let ticket = hub.client.post(hub.url("/api/tickets")).bearer_auth(&absurd).send().await.unwrap();
+        assert_eq!(ticket.status(), 401);
+        assert!(ticket.json::<Value>().await.unwrap()["error"].is_string());
+    }
+    assert_eq!(open(&hub, &format!("token={}", token(Some("amy"), 60, false)), None).await.0, 200);
     hub.stop().await;
 }
 

@@ -23,7 +23,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 /// The user the original client connected as when it gave none.
@@ -69,6 +69,7 @@ pub async fn stream(
         ticket: query.ticket.as_deref(),
     };
     let listener = state.auth.stream_listener(&headers, credentials, DEFAULT_USER)?;
+    let expires = listener.deadline();
     // The header a reconnecting browser sends wins over the query a page wrote.
     let last_event_id = headers
         .get("last-event-id")
@@ -83,7 +84,7 @@ pub async fn stream(
         SubscribeError::HubFull => AppError::Unavailable("the hub is at its connection limit; retry later".into()),
         SubscribeError::ShuttingDown => AppError::Unavailable("the hub is shutting down; retry later".into()),
     })?;
-    let frames = Frames::new(subscription, state.streams, listener.expires);
+    let frames = Frames::new(subscription, state.streams, expires);
     let body = match take_over {
         Some(Extension(slot)) => {
             slot.put(frames);
@@ -129,14 +130,11 @@ struct KeepAlive {
 }
 
 impl Frames {
-    /// `expires` is the credential's expiry in Unix seconds.
-    fn new(subscription: Subscription, settings: StreamSettings, expires: Option<u64>) -> Frames {
-        let timeout = settings.timeout.map(|t| Instant::now() + t);
-        let expiry = expires.map(|exp| {
-            let left = SystemTime::UNIX_EPOCH + Duration::from_secs(exp);
-            Instant::now() + left.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO)
-        });
-        let deadline = match (timeout, expiry) {
+    /// `expires` is when the stream's credential stops being valid.
+    fn new(subscription: Subscription, settings: StreamSettings, expires: Option<Instant>) -> Frames {
+        // A timeout too long for the clock is no timeout.
+        let timeout = settings.timeout.and_then(|t| Instant::now().checked_add(t));
+        let deadline = match (timeout, expires) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -201,5 +199,34 @@ impl futures::Stream for Frames {
                 return Poll::Ready(None);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::{Hub, HubSettings};
+    use app::event::UserName;
+    use futures::StreamExt;
+
+    /// A stream ends at its credential's deadline, to the millisecond, and not before.
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_ends_at_its_deadline() {
+        let settings = HubSettings {
+            history: 8,
+            retry: Duration::from_secs(3),
+            max_queue: 1 << 20,
+            max_per_user: 1,
+            max_connections: 1,
+        };
+        let hub = Hub::new(settings);
+        let subscription = hub.subscribe(UserName::new("amy").unwrap(), None).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut frames = Frames::new(subscription, StreamSettings { keep_alive: None, timeout: None }, Some(deadline));
+        assert!(frames.next().await.is_some(), "the preamble");
+        tokio::time::advance(Duration::from_millis(4_999)).await;
+        assert!(futures::poll!(frames.next()).is_pending(), "open a millisecond before");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(matches!(futures::poll!(frames.next()), Poll::Ready(None)), "ended at the deadline");
     }
 }
