@@ -202,7 +202,7 @@ impl Auth {
             return Ok(Listener { user, expires: None });
         };
         let (user, expires) = if let Some(ticket) = credentials.ticket {
-            let ticket = Self::redeem(keys, ticket)?;
+            let ticket = Self::redeem(keys, ticket, credentials.user)?;
             (ticket.user, ticket.expires)
         } else {
             let token = credentials
@@ -258,13 +258,20 @@ impl Auth {
         UserName::new(sub).map_err(|e| AppError::Forbidden(format!("the token's `sub`: {e}")))
     }
 
-    /// Takes a ticket out of the table: it opens one stream, once, within its lifetime.
-    fn redeem(keys: &Keys, ticket: &str) -> Result<Ticket, AppError> {
-        let taken = keys.tickets.lock().unwrap_or_else(|p| p.into_inner()).remove(ticket);
-        match taken {
-            Some(t) if t.issued.elapsed() < keys.ticket_ttl && SystemTime::now() < t.expires => Ok(t),
-            Some(_) => Err(unauthorized("the ticket has expired")),
-            None => Err(unauthorized("the ticket is unknown or already used")),
+    /// Takes a ticket out of the table: it opens one stream, once, within its lifetime. One
+    /// presented with another user's name (`asked`) is refused and stays unspent.
+    fn redeem(keys: &Keys, ticket: &str, asked: Option<&str>) -> Result<Ticket, AppError> {
+        let mut tickets = keys.tickets.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(held) = tickets.get(ticket) else {
+            return Err(unauthorized("the ticket is unknown or already used"));
+        };
+        let live = held.issued.elapsed() < keys.ticket_ttl && SystemTime::now() < held.expires;
+        if live && asked.is_some_and(|asked| asked != held.user.as_str()) {
+            return Err(AppError::Forbidden("the credential is for another user".into()));
+        }
+        match tickets.remove(ticket) {
+            Some(t) if live => Ok(t),
+            _ => Err(unauthorized("the ticket has expired")),
         }
     }
 }
@@ -391,6 +398,8 @@ mod tests {
         assert_eq!(status(auth.stream_listener(&HeaderMap::new(), with(&ticket, None), "empty")), 401);
         let other = auth.issue_ticket(&bearer(&token(Some("amy"), 60, false))).unwrap();
         assert_eq!(status(auth.stream_listener(&HeaderMap::new(), with(&other, Some("bob")), "empty")), 403);
+        let listener = auth.stream_listener(&HeaderMap::new(), with(&other, Some("amy")), "empty");
+        assert_eq!(listener.unwrap().user.as_str(), "amy", "the 403 left the ticket unspent");
         assert_eq!(status(auth.stream_listener(&HeaderMap::new(), with("garbage", None), "empty")), 401);
     }
 

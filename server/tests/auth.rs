@@ -69,17 +69,26 @@ async fn stream_tokens() {
     hub.stop().await;
 }
 
+/// `POST /api/tickets` with `token`: the status and the JSON answer.
+async fn try_buy(hub: &Hub, token: &str) -> (u16, Value) {
+    let response = hub.client.post(hub.url("/api/tickets")).bearer_auth(token).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// A ticket bought with `token`.
+async fn buy(hub: &Hub, token: &str) -> String {
+    let (status, answer) = try_buy(hub, token).await;
+    assert_eq!(status, 200, "{answer}");
+    answer["ticket"].as_str().unwrap().to_owned()
+}
+
 /// A ticket opens exactly one stream, for its user, within its lifetime; it is never a token,
 /// and a token is never a ticket.
 #[tokio::test]
 async fn tickets_open_one_stream() {
     let hub = secured(&["--ticket-ttl", "1s"]).await;
     let amy = token(Some("amy"), 60, false);
-    let buy = || async {
-        let response = hub.client.post(hub.url("/api/tickets")).bearer_auth(&amy).send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        response.json::<Value>().await.unwrap()["ticket"].as_str().unwrap().to_owned()
-    };
+    let buy = || buy(&hub, &amy);
     let ticket = buy().await;
     assert_eq!(open(&hub, &format!("ticket={ticket}&lastEventId=1-0"), None).await.0, 200);
     assert_eq!(open(&hub, &format!("ticket={ticket}"), None).await.0, 401, "reused");
@@ -94,6 +103,24 @@ async fn tickets_open_one_stream() {
     assert_eq!(open(&hub, &format!("ticket={stale}"), None).await.0, 401, "stale");
 
     assert_eq!(hub.client.post(hub.url("/api/tickets")).send().await.unwrap().status(), 401);
+    hub.stop().await;
+}
+
+/// Neither a HEAD request (405, `Allow: GET`) nor a ticket presented with another `user=` (403)
+/// spends the ticket: it still opens its user's stream afterwards.
+#[tokio::test]
+async fn refused_requests_do_not_spend_a_ticket() {
+    let hub = secured(&[]).await;
+    let ticket = buy(&hub, &token(Some("amy"), 60, false)).await;
+    let head = hub.client.head(hub.url(&format!("/stream-sse?ticket={ticket}"))).send().await.unwrap();
+    assert_eq!(head.status(), 405);
+    assert_eq!(head.headers()["allow"], "GET");
+    assert_eq!(head.headers()["content-type"], "application/json");
+    let (status, error) = open(&hub, &format!("user=bob&ticket={ticket}"), None).await;
+    assert_eq!(status, 403, "{error}");
+    let mut stream = hub.subscribe(&format!("user=amy&ticket={ticket}"), None).await;
+    assert_eq!(stream.status, 200, "the ticket is still good");
+    assert_eq!(stream.next().await.data, "amy");
     hub.stop().await;
 }
 
