@@ -5,7 +5,9 @@
 //!
 //! A browser's `EventSource` cannot send headers, so a stream also accepts `?token=` — or, so no
 //! long-lived token sits in a URL, a one-time `?ticket=` from `POST /api/tickets`, good for one
-//! stream within `--ticket-ttl`.
+//! stream within `--ticket-ttl` (the table of them is `tickets`).
+
+mod tickets;
 
 use crate::error::AppError;
 use app::event::UserName;
@@ -13,9 +15,9 @@ use axum::http::{header, HeaderMap};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tickets::{Refusal, Ticket, Tickets};
 
 /// The instant a token or ticket stops being valid, on the wall clock (tokens say `exp` in
 /// Unix seconds).
@@ -31,6 +33,8 @@ const LEEWAY: Duration = Duration::from_secs(5);
 pub const MAX_EXP: u64 = 253_402_300_799;
 /// Outstanding tickets are capped so a token holder cannot grow the table without bound.
 const MAX_TICKETS: usize = 100_000;
+/// Unredeemed tickets one user may hold: past it, 429 for that user only.
+const MAX_TICKETS_PER_USER: usize = 16;
 
 /// A token's claims.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -81,16 +85,8 @@ pub struct Auth {
 struct Keys {
     decoding: DecodingKey,
     validation: Validation,
-    ticket_ttl: Duration,
-    // A std mutex: held only to insert or remove one entry.
-    tickets: Mutex<HashMap<String, Ticket>>,
-}
-
-struct Ticket {
-    user: UserName,
-    /// When the token the ticket was bought with stops being valid: the stream ends there too.
-    expires: Deadline,
-    issued: Instant,
+    // A std mutex: held to insert or remove an entry (and pop the expired ones before it).
+    tickets: Mutex<Tickets>,
 }
 
 /// Whom a stream is for, and when it must end (when its credential stops being valid).
@@ -149,8 +145,7 @@ impl Auth {
             keys: Some(Arc::new(Keys {
                 decoding: DecodingKey::from_secret(secret.as_bytes()),
                 validation,
-                ticket_ttl,
-                tickets: Mutex::new(HashMap::new()),
+                tickets: Mutex::new(Tickets::new(ticket_ttl, MAX_TICKETS_PER_USER, MAX_TICKETS)),
             })),
         }
     }
@@ -244,12 +239,13 @@ impl Auth {
         rand::rng().fill_bytes(&mut bytes);
         let ticket: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let mut tickets = keys.tickets.lock().unwrap_or_else(|p| p.into_inner());
-        tickets.retain(|_, t| t.issued.elapsed() < keys.ticket_ttl);
-        if tickets.len() >= MAX_TICKETS {
-            return Err(AppError::Unavailable("too many outstanding tickets; retry later".into()));
+        match tickets.issue(ticket.clone(), user, verified.expires, Instant::now()) {
+            Ok(()) => Ok(ticket),
+            Err(Refusal::UserFull(limit)) => Err(AppError::TooManyRequests(format!(
+                "this user already holds {limit} unused tickets; open a stream with one or wait until they expire"
+            ))),
+            Err(Refusal::TableFull) => Err(AppError::Unavailable("too many outstanding tickets; retry later".into())),
         }
-        tickets.insert(ticket.clone(), Ticket { user, expires: verified.expires, issued: Instant::now() });
-        Ok(ticket)
     }
 
     /// The user a subscriber token streams for: 403 for a token that names none or an invalid one.
@@ -265,11 +261,11 @@ impl Auth {
         let Some(held) = tickets.get(ticket) else {
             return Err(unauthorized("the ticket is unknown or already used"));
         };
-        let live = held.issued.elapsed() < keys.ticket_ttl && SystemTime::now() < held.expires;
+        let live = tickets.is_fresh(held, Instant::now()) && SystemTime::now() < held.expires;
         if live && asked.is_some_and(|asked| asked != held.user.as_str()) {
             return Err(AppError::Forbidden("the credential is for another user".into()));
         }
-        match tickets.remove(ticket) {
+        match tickets.take(ticket) {
             Some(t) if live => Ok(t),
             _ => Err(unauthorized("the ticket has expired")),
         }
@@ -406,10 +402,21 @@ mod tests {
     /// A ticket past its lifetime is refused.
     #[test]
     fn stale_tickets_are_refused() {
-        let auth = Auth::with_secret(SECRET, Duration::from_millis(1));
+        let auth = Auth::with_secret(SECRET, Duration::ZERO);
         let ticket = auth.issue_ticket(&bearer(&token(Some("amy"), 60, false))).unwrap();
-        std::thread::sleep(Duration::from_millis(5));
         let creds = StreamCredentials { user: None, token: None, ticket: Some(&ticket) };
         assert_eq!(status(auth.stream_listener(&HeaderMap::new(), creds, "empty")), 401);
+    }
+
+    /// One user at its ticket cap gets 429, and another user still gets a ticket.
+    #[test]
+    fn one_user_cannot_take_every_ticket() {
+        let auth = auth();
+        let amy = bearer(&token(Some("amy"), 60, false));
+        for _ in 0..MAX_TICKETS_PER_USER {
+            auth.issue_ticket(&amy).unwrap();
+        }
+        assert_eq!(status(auth.issue_ticket(&amy)), 429);
+        assert_eq!(status(auth.issue_ticket(&bearer(&token(Some("bob"), 60, false)))), 200);
     }
 }

@@ -124,6 +124,25 @@ async fn refused_requests_do_not_spend_a_ticket() {
     hub.stop().await;
 }
 
+/// One user at its cap of 16 unused tickets gets 429 JSON and cannot stop another user from
+/// getting one; using a ticket makes room again.
+#[tokio::test]
+async fn one_user_cannot_take_every_ticket() {
+    let hub = secured(&[]).await;
+    let amy = token(Some("amy"), 60, false);
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        held.push(buy(&hub, &amy).await);
+    }
+    let (status, error) = try_buy(&hub, &amy).await;
+    assert_eq!(status, 429, "{error}");
+    assert!(error["error"].as_str().is_some_and(|e| e.contains("16")), "{error}");
+    buy(&hub, &token(Some("bob"), 60, false)).await;
+    assert_eq!(open(&hub, &format!("ticket={}", held[0]), None).await.0, 200);
+    buy(&hub, &amy).await;
+    hub.stop().await;
+}
+
 /// Publishing and listing users need a publisher token in the header.
 #[tokio::test]
 async fn publishing_needs_a_publisher() {
