@@ -152,7 +152,8 @@ impl Hub {
     /// Whether the store can take events; `Err` says why not.
     pub fn store_health(&self) -> Result<(), String> {
         match &self.shared.store {
-            Store::Memory | Store::File(_) => Ok(()),
+            Store::Memory => Ok(()),
+            Store::File(file) => file.health(),
             Store::Redis(redis) => redis.health(),
         }
     }
