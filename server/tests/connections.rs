@@ -98,8 +98,9 @@ async fn a_stream_first_on_its_connection_is_written_by_the_listener() {
     assert_eq!(header(&head, "access-control-allow-origin"), Some("*"));
     assert_eq!(header(&head, "transfer-encoding"), Some("chunked"));
     assert_eq!(header(&head, "content-length"), None);
-    let preamble = raw.body_until("\n\nid: ").await;
-    assert!(preamble.starts_with("retry: 1000\n\nevent: message\ndata: first\n\nid: "), "{preamble}");
+    let preamble = raw.body_until("data: first\n\n").await;
+    assert!(preamble.starts_with("retry: 1000\n\nid: "), "{preamble}");
+    assert!(preamble.ends_with("\n\nevent: message\ndata: first\n\n"), "{preamble}");
 
     let id = hub.publish_id(json!({"to": "first", "event": "note", "data": "hello"})).await;
     assert_eq!(raw.chunk().await, format!("id: {id}\nevent: note\ndata: hello\n\n"));
