@@ -5,7 +5,7 @@ import { openConsole, panel, rowsOfType, startHub, stopHub, unique } from './hel
 
 const PORT = 3221;
 const BASE = `http://127.0.0.1:${PORT}`;
-const SECRET = 'e2e-secret';
+const SECRET = 'e2e-secret-of-thirty-two-bytes-x';
 const BIN = path.resolve(__dirname, '..', '..', 'target/release/tidings');
 
 /** A token from `tidings token`, as an operator would make one. */
@@ -74,6 +74,33 @@ for (const transport of TRANSPORTS) {
     }
   });
 }
+
+test('with auth on, a ticket panel that has seen no event yet reconnects and gets what was published while it was away', async ({ page }) => {
+  // The stream ends after 3 s, before any event: the panel's only resume point is the welcome,
+  // which carries the cursor the hub sent before it.
+  const hub = await startHub(PORT, ['--tick-interval', '0', '--jwt-secret', SECRET, '--stream-timeout', '3s']);
+  try {
+    const user = unique('quiet');
+    const publisher = token(['--publish']);
+    await openConsole(page, `${BASE}/`);
+    const p = panel(page, 1);
+    await p.getByLabel('User').fill(user);
+    await p.getByLabel('Token', { exact: true }).fill(token(['--user', user]));
+    await p.getByLabel('Transport').selectOption('eventsource');
+    await p.getByRole('button', { name: 'Connect' }).click();
+    await expect(rowsOfType(p, 'open')).toHaveCount(1);
+    await expect(rowsOfType(p, 'message').filter({ hasText: user })).toHaveCount(1);
+
+    // The stream times out; while the panel waits to buy a new ticket, an event is published.
+    await expect(rowsOfType(p, 'error').first()).toBeVisible({ timeout: 10_000 });
+    await publishAs(page, publisher, { to: user, data: 'while away' });
+    await expect(rowsOfType(p, 'open')).toHaveCount(2, { timeout: 15_000 });
+    await expect(p.getByRole('cell', { name: 'while away' })).toHaveCount(1);
+    await expect(rowsOfType(p, 'gap')).toHaveCount(0);
+  } finally {
+    await stopHub(hub);
+  }
+});
 
 test('with auth on, a wrong token is refused and the panel says so', async ({ page }) => {
   const hub = await startHub(PORT, ['--tick-interval', '0', '--jwt-secret', SECRET]);

@@ -1,10 +1,13 @@
 //! Who may listen and who may publish. Off by default (an open hub for development); on with
 //! `--jwt-secret`, tokens are HS256 JWTs: `sub` names the subscriber, `"publish": true` marks a
-//! publisher, `exp` is checked with 5 s of leeway.
+//! publisher. A token is valid until `exp` plus 5 s of leeway, to the millisecond: accepted
+//! strictly before that instant, and a stream opened with it ends there.
 //!
 //! A browser's `EventSource` cannot send headers, so a stream also accepts `?token=` — or, so no
 //! long-lived token sits in a URL, a one-time `?ticket=` from `POST /api/tickets`, good for one
-//! stream within `--ticket-ttl`.
+//! stream within `--ticket-ttl` (the table of them is `tickets`).
+
+mod tickets;
 
 use crate::error::AppError;
 use app::event::UserName;
@@ -12,14 +15,26 @@ use axum::http::{header, HeaderMap};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tickets::{Refusal, Ticket, Tickets};
 
-/// The most leeway `exp` gets (the crate's default is 60 s).
-const LEEWAY_SECS: u64 = 5;
+/// The instant a token or ticket stops being valid, on the wall clock (tokens say `exp` in
+/// Unix seconds).
+pub type Deadline = SystemTime;
+
+/// The shortest `--jwt-secret` accepted: an HS256 key is only as strong as it is long, and a
+/// short one is found offline from any single token.
+pub const MIN_SECRET_BYTES: usize = 32;
+/// How long after `exp` a token still counts (the crate's default is 60 s).
+const LEEWAY: Duration = Duration::from_secs(5);
+/// The latest `exp` accepted, 9999-12-31T23:59:59Z: a later one is a forgery or a bug, and
+/// would overflow the time arithmetic of the stream it opens.
+pub const MAX_EXP: u64 = 253_402_300_799;
 /// Outstanding tickets are capped so a token holder cannot grow the table without bound.
 const MAX_TICKETS: usize = 100_000;
+/// Unredeemed tickets one user may hold: past it, 429 for that user only.
+const MAX_TICKETS_PER_USER: usize = 16;
 
 /// A token's claims.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -44,6 +59,23 @@ pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// The `exp` of a token valid for `ttl` from now; `Err` (saying why) past [`MAX_EXP`].
+pub fn expiry_in(ttl: Duration) -> Result<u64, String> {
+    unix_now()
+        .checked_add(ttl.as_secs())
+        .filter(|exp| *exp <= MAX_EXP)
+        .ok_or_else(|| "is too long: the token would expire after the year 9999".to_owned())
+}
+
+/// When a token with this `exp` stops being valid: `exp` plus the leeway. `None` past
+/// [`MAX_EXP`].
+fn deadline(exp: u64) -> Option<Deadline> {
+    if exp > MAX_EXP {
+        return None;
+    }
+    UNIX_EPOCH.checked_add(Duration::from_secs(exp))?.checked_add(LEEWAY)
+}
+
 /// The hub's access policy: open, or checked against a secret.
 #[derive(Clone)]
 pub struct Auth {
@@ -53,23 +85,36 @@ pub struct Auth {
 struct Keys {
     decoding: DecodingKey,
     validation: Validation,
-    ticket_ttl: Duration,
-    // A std mutex: held only to insert or remove one entry.
-    tickets: Mutex<HashMap<String, Ticket>>,
+    // A std mutex: held to insert or remove an entry (and pop the expired ones before it).
+    tickets: Mutex<Tickets>,
 }
 
-struct Ticket {
-    user: UserName,
-    /// The expiry of the token the ticket was bought with: the stream ends there too.
-    token_exp: u64,
-    issued: Instant,
-}
-
-/// Whom a stream is for, and when it must end (its credential's expiry).
+/// Whom a stream is for, and when it must end (when its credential stops being valid).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Listener {
     pub user: UserName,
-    pub expires: Option<u64>,
+    pub expires: Option<Deadline>,
+}
+
+impl Listener {
+    /// The instant on tokio's clock at which the stream must end, if it must.
+    pub fn deadline(&self) -> Option<tokio::time::Instant> {
+        let expires = self.expires?;
+        instant_of(expires, SystemTime::now(), tokio::time::Instant::now())
+    }
+}
+
+/// `at` on the monotonic clock, given the two clocks' readings `now` and `mono_now`; an
+/// instant already past is `mono_now`; `None` for one beyond what the clock can hold.
+fn instant_of(at: SystemTime, now: SystemTime, mono_now: tokio::time::Instant) -> Option<tokio::time::Instant> {
+    mono_now.checked_add(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// A token whose signature and expiry checked out.
+#[derive(Debug)]
+struct Verified {
+    claims: Claims,
+    expires: Deadline,
 }
 
 /// How a stream request presented itself.
@@ -93,14 +138,14 @@ impl Auth {
     /// Checks tokens against `secret`.
     pub fn with_secret(secret: &str, ticket_ttl: Duration) -> Auth {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = LEEWAY_SECS;
+        // `exp` is required, but checked here, in milliseconds: the crate counts whole seconds.
         validation.set_required_spec_claims(&["exp"]);
+        validation.validate_exp = false;
         Auth {
             keys: Some(Arc::new(Keys {
                 decoding: DecodingKey::from_secret(secret.as_bytes()),
                 validation,
-                ticket_ttl,
-                tickets: Mutex::new(HashMap::new()),
+                tickets: Mutex::new(Tickets::new(ticket_ttl, MAX_TICKETS_PER_USER, MAX_TICKETS)),
             })),
         }
     }
@@ -109,16 +154,27 @@ impl Auth {
         self.keys.is_some()
     }
 
-    fn decode(keys: &Keys, token: &str) -> Result<Claims, AppError> {
-        jsonwebtoken::decode::<Claims>(token, &keys.decoding, &keys.validation).map(|data| data.claims).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind;
-            unauthorized(match e.kind() {
-                ErrorKind::ExpiredSignature => "the token has expired",
-                ErrorKind::InvalidSignature => "the token's signature does not match",
-                ErrorKind::InvalidAlgorithm => "tokens must be signed with HS256",
-                _ => "the token is malformed",
-            })
-        })
+    fn decode(keys: &Keys, token: &str) -> Result<Verified, AppError> {
+        Self::decode_at(keys, token, SystemTime::now())
+    }
+
+    /// Checks `token` as of `now`: valid strictly before its `exp` plus the leeway.
+    fn decode_at(keys: &Keys, token: &str, now: SystemTime) -> Result<Verified, AppError> {
+        let claims = jsonwebtoken::decode::<Claims>(token, &keys.decoding, &keys.validation)
+            .map(|data| data.claims)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                unauthorized(match e.kind() {
+                    ErrorKind::InvalidSignature => "the token's signature does not match",
+                    ErrorKind::InvalidAlgorithm => "tokens must be signed with HS256",
+                    _ => "the token is malformed",
+                })
+            })?;
+        let expires = deadline(claims.exp).ok_or_else(|| unauthorized("the token's `exp` is past the year 9999"))?;
+        if now >= expires {
+            return Err(unauthorized("the token has expired"));
+        }
+        Ok(Verified { claims, expires })
     }
 
     /// The bearer token of `Authorization: Bearer ...`, if any.
@@ -141,17 +197,15 @@ impl Auth {
             return Ok(Listener { user, expires: None });
         };
         let (user, expires) = if let Some(ticket) = credentials.ticket {
-            let ticket = Self::redeem(keys, ticket)?;
-            (ticket.user, ticket.token_exp)
+            let ticket = Self::redeem(keys, ticket, credentials.user)?;
+            (ticket.user, ticket.expires)
         } else {
             let token = credentials
                 .token
                 .or_else(|| Self::bearer(headers))
                 .ok_or_else(|| unauthorized("a token (?token= or Authorization: Bearer) or a ?ticket= is required"))?;
-            let claims = Self::decode(keys, token)?;
-            let sub = claims.sub.ok_or_else(|| AppError::Forbidden("the token names no user (`sub`)".into()))?;
-            let user = UserName::new(sub).map_err(|e| AppError::Forbidden(format!("the token's `sub`: {e}")))?;
-            (user, claims.exp)
+            let verified = Self::decode(keys, token)?;
+            (Self::subscriber(verified.claims)?, verified.expires)
         };
         if let Some(asked) = credentials.user {
             if asked != user.as_str() {
@@ -166,7 +220,7 @@ impl Auth {
         let Some(keys) = &self.keys else { return Ok(()) };
         let token = Self::bearer(headers)
             .ok_or_else(|| unauthorized("a publisher token is required (Authorization: Bearer)"))?;
-        if Self::decode(keys, token)?.publish {
+        if Self::decode(keys, token)?.claims.publish {
             Ok(())
         } else {
             Err(AppError::Forbidden("this token may not publish".into()))
@@ -179,28 +233,41 @@ impl Auth {
             return Err(AppError::BadRequest("authentication is off: streams need no ticket".into()));
         };
         let token = Self::bearer(headers).ok_or_else(|| unauthorized("a token is required (Authorization: Bearer)"))?;
-        let claims = Self::decode(keys, token)?;
-        let sub = claims.sub.ok_or_else(|| AppError::Forbidden("the token names no user (`sub`)".into()))?;
-        let user = UserName::new(sub).map_err(|e| AppError::Forbidden(format!("the token's `sub`: {e}")))?;
+        let verified = Self::decode(keys, token)?;
+        let user = Self::subscriber(verified.claims)?;
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
         let ticket: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let mut tickets = keys.tickets.lock().unwrap_or_else(|p| p.into_inner());
-        tickets.retain(|_, t| t.issued.elapsed() < keys.ticket_ttl);
-        if tickets.len() >= MAX_TICKETS {
-            return Err(AppError::Unavailable("too many outstanding tickets; retry later".into()));
+        match tickets.issue(ticket.clone(), user, verified.expires, Instant::now()) {
+            Ok(()) => Ok(ticket),
+            Err(Refusal::UserFull(limit)) => Err(AppError::TooManyRequests(format!(
+                "this user already holds {limit} unused tickets; open a stream with one or wait until they expire"
+            ))),
+            Err(Refusal::TableFull) => Err(AppError::Unavailable("too many outstanding tickets; retry later".into())),
         }
-        tickets.insert(ticket.clone(), Ticket { user, token_exp: claims.exp, issued: Instant::now() });
-        Ok(ticket)
     }
 
-    /// Takes a ticket out of the table: it opens one stream, once, within its lifetime.
-    fn redeem(keys: &Keys, ticket: &str) -> Result<Ticket, AppError> {
-        let taken = keys.tickets.lock().unwrap_or_else(|p| p.into_inner()).remove(ticket);
-        match taken {
-            Some(t) if t.issued.elapsed() < keys.ticket_ttl && t.token_exp + LEEWAY_SECS >= unix_now() => Ok(t),
-            Some(_) => Err(unauthorized("the ticket has expired")),
-            None => Err(unauthorized("the ticket is unknown or already used")),
+    /// The user a subscriber token streams for: 403 for a token that names none or an invalid one.
+    fn subscriber(claims: Claims) -> Result<UserName, AppError> {
+        let sub = claims.sub.ok_or_else(|| AppError::Forbidden("the token names no user (`sub`)".into()))?;
+        UserName::new(sub).map_err(|e| AppError::Forbidden(format!("the token's `sub`: {e}")))
+    }
+
+    /// Takes a ticket out of the table: it opens one stream, once, within its lifetime. One
+    /// presented with another user's name (`asked`) is refused and stays unspent.
+    fn redeem(keys: &Keys, ticket: &str, asked: Option<&str>) -> Result<Ticket, AppError> {
+        let mut tickets = keys.tickets.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(held) = tickets.get(ticket) else {
+            return Err(unauthorized("the ticket is unknown or already used"));
+        };
+        let live = tickets.is_fresh(held, Instant::now()) && SystemTime::now() < held.expires;
+        if live && asked.is_some_and(|asked| asked != held.user.as_str()) {
+            return Err(AppError::Forbidden("the credential is for another user".into()));
+        }
+        match tickets.take(ticket) {
+            Some(t) if live => Ok(t),
+            _ => Err(unauthorized("the ticket has expired")),
         }
     }
 }
@@ -209,8 +276,10 @@ impl Auth {
 mod tests {
     use super::*;
 
+    const SECRET: &str = "unit-test-secret-of-thirty-two-b";
+
     fn auth() -> Auth {
-        Auth::with_secret("s3cret", Duration::from_secs(30))
+        Auth::with_secret(SECRET, Duration::from_secs(30))
     }
 
     fn bearer(token: &str) -> HeaderMap {
@@ -221,7 +290,7 @@ mod tests {
 
     fn token(sub: Option<&str>, exp_in: i64, publish: bool) -> String {
         let exp = (unix_now() as i64 + exp_in) as u64;
-        issue_token("s3cret", &Claims { sub: sub.map(Into::into), exp, publish }).unwrap()
+        issue_token(SECRET, &Claims { sub: sub.map(Into::into), exp, publish }).unwrap()
     }
 
     fn status(result: Result<impl std::fmt::Debug, AppError>) -> u16 {
@@ -233,8 +302,9 @@ mod tests {
     fn only_hs256_is_accepted() {
         let auth = auth();
         let claims = Claims { sub: Some("a".into()), exp: unix_now() + 60, publish: true };
-        let hs512 = jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims, &EncodingKey::from_secret(b"s3cret"))
-            .unwrap();
+        let hs512 =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims, &EncodingKey::from_secret(SECRET.as_bytes()))
+                .unwrap();
         let payload = token(Some("a"), 60, true).split('.').nth(1).unwrap().to_owned();
         let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
         for bad in [hs512, none] {
@@ -248,6 +318,57 @@ mod tests {
         let auth = auth();
         assert_eq!(status(auth.require_publisher(&bearer(&token(None, -3, true)))), 200);
         assert_eq!(status(auth.require_publisher(&bearer(&token(None, -7, true)))), 401);
+    }
+
+    /// A token is valid until `exp` + 5 s, to the millisecond: accepted strictly before that
+    /// instant and refused from it on; a stream opened with it is told to end at that instant.
+    #[test]
+    fn tokens_are_valid_until_exp_plus_leeway_to_the_millisecond() {
+        let auth = auth();
+        let keys = auth.keys.as_deref().unwrap();
+        let exp = unix_now();
+        let token = issue_token(SECRET, &Claims { sub: Some("amy".into()), exp, publish: false }).unwrap();
+        let at = |millis: u64| UNIX_EPOCH + Duration::from_millis(exp * 1000 + millis);
+        assert_eq!(Auth::decode_at(keys, &token, at(4_999)).unwrap().expires, at(5_000));
+        assert_eq!(status(Auth::decode_at(keys, &token, at(5_000))), 401);
+
+        let exp = unix_now() + 60;
+        let token = issue_token(SECRET, &Claims { sub: Some("amy".into()), exp, publish: false }).unwrap();
+        let creds = StreamCredentials { user: None, token: Some(&token), ticket: None };
+        let listener = auth.stream_listener(&HeaderMap::new(), creds, "empty").unwrap();
+        assert_eq!(listener.expires, Some(UNIX_EPOCH + Duration::from_secs(exp + 5)));
+        let ticket = auth.issue_ticket(&bearer(&token)).unwrap();
+        let creds = StreamCredentials { user: None, token: None, ticket: Some(&ticket) };
+        let listener = auth.stream_listener(&HeaderMap::new(), creds, "empty").unwrap();
+        assert_eq!(listener.expires, Some(UNIX_EPOCH + Duration::from_secs(exp + 5)), "a ticket's stream too");
+    }
+
+    /// A wall-clock deadline lands as far ahead on tokio's clock; one already past is now.
+    #[test]
+    fn deadlines_map_onto_the_monotonic_clock() {
+        let (now, mono) = (SystemTime::now(), tokio::time::Instant::now());
+        let ahead = Duration::from_millis(1_500);
+        assert_eq!(instant_of(now + ahead, now, mono), Some(mono + ahead));
+        assert_eq!(instant_of(now - ahead, now, mono), Some(mono));
+    }
+
+    /// A validly signed token whose `exp` is absurd (past the year 9999, up to 2^64 - 1) is 401
+    /// wherever a token is read, never a panic; `tidings token` refuses such a lifetime.
+    #[test]
+    fn absurd_expiry_is_refused() {
+        let auth = auth();
+        for exp in [MAX_EXP + 1, 1 << 63, u64::MAX] {
+            let token = issue_token(SECRET, &Claims { sub: Some("amy".into()), exp, publish: true }).unwrap();
+            assert_eq!(status(auth.require_publisher(&bearer(&token))), 401, "{exp}");
+            assert_eq!(status(auth.issue_ticket(&bearer(&token))), 401, "{exp}");
+            let creds = StreamCredentials { user: None, token: Some(&token), ticket: None };
+            assert_eq!(status(auth.stream_listener(&HeaderMap::new(), creds, "empty")), 401, "{exp}");
+        }
+        let latest = issue_token(SECRET, &Claims { sub: None, exp: MAX_EXP, publish: true }).unwrap();
+        assert_eq!(status(auth.require_publisher(&bearer(&latest))), 200);
+        assert!(expiry_in(Duration::from_secs(3600)).is_ok_and(|exp| exp >= unix_now() + 3600));
+        assert!(expiry_in(Duration::from_secs(MAX_EXP)).is_err());
+        assert!(expiry_in(Duration::MAX).is_err());
     }
 
     /// Publishing needs `"publish": true`: 401 without a token, 403 with a subscriber's.
@@ -273,16 +394,29 @@ mod tests {
         assert_eq!(status(auth.stream_listener(&HeaderMap::new(), with(&ticket, None), "empty")), 401);
         let other = auth.issue_ticket(&bearer(&token(Some("amy"), 60, false))).unwrap();
         assert_eq!(status(auth.stream_listener(&HeaderMap::new(), with(&other, Some("bob")), "empty")), 403);
+        let listener = auth.stream_listener(&HeaderMap::new(), with(&other, Some("amy")), "empty");
+        assert_eq!(listener.unwrap().user.as_str(), "amy", "the 403 left the ticket unspent");
         assert_eq!(status(auth.stream_listener(&HeaderMap::new(), with("garbage", None), "empty")), 401);
     }
 
     /// A ticket past its lifetime is refused.
     #[test]
     fn stale_tickets_are_refused() {
-        let auth = Auth::with_secret("s3cret", Duration::from_millis(1));
+        let auth = Auth::with_secret(SECRET, Duration::ZERO);
         let ticket = auth.issue_ticket(&bearer(&token(Some("amy"), 60, false))).unwrap();
-        std::thread::sleep(Duration::from_millis(5));
         let creds = StreamCredentials { user: None, token: None, ticket: Some(&ticket) };
         assert_eq!(status(auth.stream_listener(&HeaderMap::new(), creds, "empty")), 401);
+    }
+
+    /// One user at its ticket cap gets 429, and another user still gets a ticket.
+    #[test]
+    fn one_user_cannot_take_every_ticket() {
+        let auth = auth();
+        let amy = bearer(&token(Some("amy"), 60, false));
+        for _ in 0..MAX_TICKETS_PER_USER {
+            auth.issue_ticket(&amy).unwrap();
+        }
+        assert_eq!(status(auth.issue_ticket(&amy)), 429);
+        assert_eq!(status(auth.issue_ticket(&bearer(&token(Some("bob"), 60, false)))), 200);
     }
 }

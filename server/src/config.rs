@@ -12,8 +12,8 @@ pub struct Config {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Turns authentication on: tokens are HS256 JWTs signed with this secret.
-    #[arg(long, env = "TIDINGS_JWT_SECRET", hide_env_values = true, global = true)]
+    /// Turns authentication on: tokens are HS256 JWTs signed with this secret (at least 32 bytes).
+    #[arg(long, env = "TIDINGS_JWT_SECRET", hide_env_values = true, global = true, value_parser = SecretParser)]
     pub jwt_secret: Option<String>,
 
     /// How long a one-time stream ticket stays valid.
@@ -124,8 +124,8 @@ pub enum Command {
         /// Lets the token publish and list users.
         #[arg(long)]
         publish: bool,
-        /// How long the token is valid.
-        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        /// How long the token is valid (it must expire by the year 9999).
+        #[arg(long, default_value = "1h", value_parser = parse_token_ttl)]
         ttl: Duration,
     },
 }
@@ -142,6 +142,44 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Ok(Duration::ZERO);
     }
     humantime::parse_duration(text).map_err(|e| format!("{e} (write durations like 300ms, 2s, 1h)"))
+}
+
+/// Checks `--jwt-secret`: anyone who guesses the secret can sign tokens, and a short one (an
+/// empty one above all) is guessed offline from any token. Its error never repeats the secret.
+#[derive(Clone)]
+struct SecretParser;
+
+impl clap::builder::TypedValueParser for SecretParser {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        let refuse = |why: String| {
+            let message = format!("--jwt-secret (or TIDINGS_JWT_SECRET) {why}\n");
+            clap::Error::raw(clap::error::ErrorKind::InvalidValue, message).with_cmd(cmd)
+        };
+        let secret = value.to_str().ok_or_else(|| refuse("must be UTF-8".into()))?;
+        if secret.len() < crate::auth::MIN_SECRET_BYTES {
+            return Err(refuse(format!(
+                "is {} bytes long; it must be at least {} bytes, or tokens can be forged by guessing it \
+                 (make one with `openssl rand -hex 32`)",
+                secret.len(),
+                crate::auth::MIN_SECRET_BYTES
+            )));
+        }
+        Ok(secret.to_owned())
+    }
+}
+
+/// `tidings token --ttl`: a duration after which the token still expires by the year 9999.
+fn parse_token_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = parse_duration(text)?;
+    crate::auth::expiry_in(ttl)?;
+    Ok(ttl)
 }
 
 /// `Some(d)` for a timer that is on, `None` for `0`.
@@ -186,5 +224,38 @@ mod tests {
         assert_eq!(config.history, 5);
         assert_eq!(Config::parse_from(["tidings", "--history-bytes", "4096"]).history_bytes, 4096);
         assert_eq!(config.cors_origin, ["http://a", "http://b"]);
+    }
+
+    /// `tidings token --ttl` refuses a lifetime whose `exp` would be past the year 9999 (or
+    /// overflow), with a CLI error instead of a panic or a wrapped-around token.
+    #[test]
+    fn absurd_token_lifetimes_are_refused() {
+        let secret = "thirty-two-bytes-of-a-secret-xyz";
+        for ttl in ["100000y", "18446744073709551615s"] {
+            let error = Config::try_parse_from(["tidings", "token", "--jwt-secret", secret, "--ttl", ttl]).unwrap_err();
+            assert!(error.to_string().contains("year 9999"), "{error}");
+        }
+        let config = Config::parse_from(["tidings", "token", "--jwt-secret", secret, "--ttl", "30d"]);
+        assert!(matches!(config.command, Some(Command::Token { ttl, .. }) if ttl == Duration::from_secs(30 * 86_400)));
+    }
+
+    /// A secret shorter than 32 bytes (an empty one too) is refused, for the hub and for
+    /// `tidings token`, with a message that says why and does not repeat the secret.
+    #[test]
+    fn short_secrets_are_refused() {
+        for argv in [
+            vec!["tidings", "--jwt-secret", ""],
+            vec!["tidings", "--jwt-secret", "thirty-one-bytes-of-a-secret-xx"],
+            vec!["tidings", "token", "--user", "a", "--jwt-secret", "thirty-one-bytes-of-a-secret-xx"],
+        ] {
+            let error = Config::try_parse_from(&argv).unwrap_err();
+            assert_eq!(error.kind(), clap::error::ErrorKind::InvalidValue, "{argv:?}");
+            let message = error.to_string();
+            assert!(message.contains("at least 32 bytes"), "{message}");
+            assert!(!message.contains("thirty-one"), "the secret is not repeated: {message}");
+        }
+        let secret = "thirty-two-bytes-of-a-secret-xyz";
+        let config = Config::parse_from(["tidings", "--jwt-secret", secret]);
+        assert_eq!(config.jwt_secret.as_deref(), Some(secret));
     }
 }

@@ -1,5 +1,6 @@
 //! The one error type at the HTTP edge. Every refusal is JSON `{"error": "..."}` with the status
-//! that says what the caller did wrong; a 5xx is logged here and its detail is not sent.
+//! that says what the caller did wrong; a fault of the hub's own (`Internal`, `StoreUnavailable`)
+//! is logged here and its detail is not sent.
 
 use app::event::ErrorBody;
 use axum::http::StatusCode;
@@ -26,8 +27,20 @@ pub enum AppError {
     TooManyRequests(String),
     /// The hub cannot take this now (at its connection limit); try again later.
     Unavailable(String),
+    /// The event store did not take a publish (Redis away, the database failing): the cause
+    /// is logged, the client only told to retry.
+    StoreUnavailable(String),
     /// A fault of the hub's own: logged, never detailed to the client.
     Internal(String),
+}
+
+/// What a client is told when the store refused its publish.
+const STORE_UNAVAILABLE: &str = "the event store is unavailable; retry later";
+
+impl From<crate::hub::StoreUnavailable> for AppError {
+    fn from(e: crate::hub::StoreUnavailable) -> Self {
+        AppError::StoreUnavailable(e.0)
+    }
 }
 
 impl AppError {
@@ -42,7 +55,7 @@ impl AppError {
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable(_) | AppError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -60,16 +73,24 @@ impl AppError {
             | AppError::TooManyRequests(m)
             | AppError::Unavailable(m) => m.clone(),
             AppError::MethodNotAllowed => "method not allowed".into(),
+            AppError::StoreUnavailable(_) => STORE_UNAVAILABLE.into(),
             AppError::Internal(_) => "internal error".into(),
+        }
+    }
+
+    /// Logs the cause of a fault of the hub's own, which [`AppError::message`] leaves out.
+    pub fn log_cause(&self) {
+        match self {
+            AppError::StoreUnavailable(cause) => tracing::warn!(%cause, "a publish was not stored"),
+            AppError::Internal(cause) => tracing::error!(%cause, "request failed"),
+            _ => {}
         }
     }
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        if let AppError::Internal(cause) = &self {
-            tracing::error!(%cause, "request failed");
-        }
+        self.log_cause();
         (self.status(), Json(ErrorBody { error: self.message() })).into_response()
     }
 }

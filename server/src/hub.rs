@@ -160,7 +160,8 @@ impl Hub {
     /// Whether the store can take events; `Err` says why not.
     pub fn store_health(&self) -> Result<(), String> {
         match &self.shared.store {
-            Store::Memory | Store::File(_) => Ok(()),
+            Store::Memory => Ok(()),
+            Store::File(file) => file.health(),
             Store::Redis(redis) => redis.health(),
         }
     }
@@ -308,15 +309,17 @@ impl Hub {
         reached
     }
 
-    /// Opens a stream for `user`: the preamble (retry, welcome, cursor), the replay after
+    /// Opens a stream for `user`: the preamble (retry, cursor, welcome), the replay after
     /// `last_event_id`, then live events. Registration and the replay's first part happen under
     /// one lock, so no event is missed or sent twice; a replay longer than `--max-queue` goes on
-    /// from the history as the reader drains it.
+    /// from the history as the reader drains it. The cursor comes before the welcome so that the
+    /// welcome already carries it as its `lastEventId`: a client resuming from the last event it
+    /// saw resumes from the cursor even if no other event came.
     pub fn subscribe(&self, user: UserName, last_event_id: Option<&str>) -> Result<Subscription, SubscribeError> {
         let settings = &self.shared.settings;
         let mut head = BytesMut::new();
         head.extend_from_slice(sse::retry(settings.retry.as_millis() as u64).as_bytes());
-        head.extend_from_slice(sse::event(None, &EventName::message(), user.as_str()).as_bytes());
+        let welcome = sse::event(None, &EventName::message(), user.as_str());
 
         let mut state = self.state();
         if self.shared.shutdown.is_cancelled() {
@@ -330,6 +333,7 @@ impl Hub {
             return Err(SubscribeError::UserFull(settings.max_per_user));
         }
         head.extend_from_slice(sse::id_only(&state.newest).as_bytes());
+        head.extend_from_slice(welcome.as_bytes());
         let mut replayed = Vec::new();
         let mut replay = None;
         if let Some(asked) = last_event_id {

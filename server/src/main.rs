@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use std::process::ExitCode;
-use tidings::auth::{issue_token, unix_now, Claims};
+use tidings::auth::{expiry_in, issue_token, Claims};
 use tidings::config::{Command, Config};
 
 /// Small per-event allocations from several threads are mimalloc's strength; glibc's malloc spent
@@ -79,7 +79,14 @@ fn print_token(secret: Option<&str>, user: Option<String>, publish: bool, ttl: s
         eprintln!("tidings token: give --user NAME, --publish, or both");
         return ExitCode::FAILURE;
     }
-    let claims = Claims { sub: user, exp: unix_now() + ttl.as_secs(), publish };
+    let exp = match expiry_in(ttl) {
+        Ok(exp) => exp,
+        Err(why) => {
+            eprintln!("tidings token: --ttl {why}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let claims = Claims { sub: user, exp, publish };
     match issue_token(secret, &claims) {
         Ok(token) => {
             #[allow(clippy::print_stdout)] // the token is this command's output

@@ -53,7 +53,11 @@ pub fn app(state: AppState, config: &Config) -> Router {
         .fallback(|| async { AppError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed });
     let router = Router::new()
-        .route(crate::transport::STREAM_PATH, get(stream::stream))
+        // HEAD would run the GET handler and spend a ticket on a body nobody reads.
+        .route(
+            crate::transport::STREAM_PATH,
+            get(stream::stream).head(|| async { ([(header::ALLOW, "GET")], AppError::MethodNotAllowed) }),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .nest("/api", api)

@@ -19,13 +19,17 @@ pub fn init(format: LogFormat) {
 const SECRET_PARAMS: [&str; 2] = ["token", "ticket"];
 
 /// The path and query of `uri` with the values of secret parameters replaced by `REDACTED`.
+/// Names are compared as the query decoder reads them (percent-decoded, `+` as a space), so
+/// `?%74oken=` is redacted like the `?token=` it authenticates as.
 pub fn redact_query(uri: &axum::http::Uri) -> String {
     let Some(query) = uri.query() else { return uri.path().to_owned() };
     let redacted: Vec<String> = query
         .split('&')
         .map(|pair| {
             let name = pair.split('=').next().unwrap_or_default();
-            if SECRET_PARAMS.iter().any(|secret| name.eq_ignore_ascii_case(secret)) {
+            let decoded =
+                percent_encoding::percent_decode_str(&name.replace('+', " ")).decode_utf8_lossy().into_owned();
+            if SECRET_PARAMS.iter().any(|secret| decoded.eq_ignore_ascii_case(secret)) {
                 format!("{name}=REDACTED")
             } else {
                 pair.to_owned()
@@ -45,5 +49,17 @@ mod tests {
         let uri = "/stream-sse?user=a&token=abc.def&ticket=xyz&lastEventId=1-0".parse().unwrap();
         assert_eq!(redact_query(&uri), "/stream-sse?user=a&token=REDACTED&ticket=REDACTED&lastEventId=1-0");
         assert_eq!(redact_query(&"/healthz".parse().unwrap()), "/healthz");
+    }
+
+    /// A percent-encoded or differently cased name is redacted too: the query decoder reads
+    /// `%74oken` and `tok%65n` as `token`.
+    #[test]
+    fn encoded_names_are_redacted() {
+        for name in ["%74oken", "tok%65n", "%54%4F%4B%45%4E", "TOKEN", "tick%65t", "%74icket"] {
+            let uri = format!("/stream-sse?user=a&{name}=secret-value").parse().unwrap();
+            assert_eq!(redact_query(&uri), format!("/stream-sse?user=a&{name}=REDACTED"), "{name}");
+        }
+        let uri = "/stream-sse?to+ken=x&tokens=y".parse().unwrap();
+        assert_eq!(redact_query(&uri), "/stream-sse?to+ken=x&tokens=y", "other names stay readable");
     }
 }

@@ -22,7 +22,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -118,15 +118,11 @@ struct KeepAlive {
 
 impl Frames {
     /// `expires` is when the stream's credential stops being valid.
-    pub fn new(subscription: Subscription, settings: StreamSettings, expires: Option<SystemTime>) -> Frames {
+    pub fn new(subscription: Subscription, settings: StreamSettings, expires: Option<Instant>) -> Frames {
         let now = Instant::now();
+        // A timeout too long for the clock is no timeout.
         let timeout = settings.timeout.and_then(|t| now.checked_add(t));
-        let expiry = expires.map(|at| {
-            let left = at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
-            // Beyond what a timer can hold, the expiry is never reached.
-            now.checked_add(left).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
-        });
-        let deadline = match (timeout, expiry) {
+        let deadline = match (timeout, expires) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -405,7 +401,38 @@ pub fn body(mut frames: Frames) -> Body {
 
 #[cfg(test)]
 mod tests {
-    use super::size_line;
+    use super::*;
+    use crate::hub::{Hub, HubSettings};
+    use app::event::UserName;
+
+    /// A stream ends at its credential's deadline, to the millisecond, and not before.
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_ends_at_its_deadline() {
+        let settings = HubSettings {
+            history: 8,
+            history_bytes: 1 << 20,
+            retry: Duration::from_secs(3),
+            max_queue: 1 << 20,
+            max_per_user: 1,
+            max_connections: 1,
+        };
+        let hub = Hub::new(settings);
+        let subscription = hub.subscribe(UserName::new("amy").unwrap(), None).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let settings = StreamSettings { keep_alive: None, timeout: None, write_timeout: Duration::from_secs(30) };
+        let mut frames = Frames::new(subscription, settings, Some(deadline));
+        let mut taken = Vec::new();
+        let mut take = |frames: &mut Frames| {
+            taken.clear();
+            let waker = futures::task::noop_waker();
+            frames.poll_take(&mut Context::from_waker(&waker), &mut taken)
+        };
+        assert_eq!(take(&mut frames), Poll::Ready(true), "the preamble");
+        tokio::time::advance(Duration::from_millis(4_999)).await;
+        assert_eq!(take(&mut frames), Poll::Pending, "open a millisecond before");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(take(&mut frames), Poll::Ready(false), "ended at the deadline");
+    }
 
     /// Chunk sizes are lower-case hex with CRLF, as HTTP/1.1 wants.
     #[test]

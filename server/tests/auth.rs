@@ -4,12 +4,12 @@
 
 mod common;
 
-use common::{start, Hub, PATIENCE};
+use common::{start, Hub};
 use serde_json::{json, Value};
 use std::time::Duration;
-use tidings::auth::{issue_token, unix_now, Claims};
+use tidings::auth::{issue_token, unix_now, Claims, MAX_EXP};
 
-const SECRET: &str = "test-secret";
+const SECRET: &str = "integration-test-secret-32-bytes";
 
 fn token(sub: Option<&str>, ttl_secs: i64, publish: bool) -> String {
     let exp = (unix_now() as i64 + ttl_secs) as u64;
@@ -69,17 +69,26 @@ async fn stream_tokens() {
     hub.stop().await;
 }
 
+/// `POST /api/tickets` with `token`: the status and the JSON answer.
+async fn try_buy(hub: &Hub, token: &str) -> (u16, Value) {
+    let response = hub.client.post(hub.url("/api/tickets")).bearer_auth(token).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// A ticket bought with `token`.
+async fn buy(hub: &Hub, token: &str) -> String {
+    let (status, answer) = try_buy(hub, token).await;
+    assert_eq!(status, 200, "{answer}");
+    answer["ticket"].as_str().unwrap().to_owned()
+}
+
 /// A ticket opens exactly one stream, for its user, within its lifetime; it is never a token,
 /// and a token is never a ticket.
 #[tokio::test]
 async fn tickets_open_one_stream() {
     let hub = secured(&["--ticket-ttl", "1s"]).await;
     let amy = token(Some("amy"), 60, false);
-    let buy = || async {
-        let response = hub.client.post(hub.url("/api/tickets")).bearer_auth(&amy).send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        response.json::<Value>().await.unwrap()["ticket"].as_str().unwrap().to_owned()
-    };
+    let buy = || buy(&hub, &amy);
     let ticket = buy().await;
     assert_eq!(open(&hub, &format!("ticket={ticket}&lastEventId=1-0"), None).await.0, 200);
     assert_eq!(open(&hub, &format!("ticket={ticket}"), None).await.0, 401, "reused");
@@ -94,6 +103,43 @@ async fn tickets_open_one_stream() {
     assert_eq!(open(&hub, &format!("ticket={stale}"), None).await.0, 401, "stale");
 
     assert_eq!(hub.client.post(hub.url("/api/tickets")).send().await.unwrap().status(), 401);
+    hub.stop().await;
+}
+
+/// Neither a HEAD request (405, `Allow: GET`) nor a ticket presented with another `user=` (403)
+/// spends the ticket: it still opens its user's stream afterwards.
+#[tokio::test]
+async fn refused_requests_do_not_spend_a_ticket() {
+    let hub = secured(&[]).await;
+    let ticket = buy(&hub, &token(Some("amy"), 60, false)).await;
+    let head = hub.client.head(hub.url(&format!("/stream-sse?ticket={ticket}"))).send().await.unwrap();
+    assert_eq!(head.status(), 405);
+    assert_eq!(head.headers()["allow"], "GET");
+    assert_eq!(head.headers()["content-type"], "application/json");
+    let (status, error) = open(&hub, &format!("user=bob&ticket={ticket}"), None).await;
+    assert_eq!(status, 403, "{error}");
+    let mut stream = hub.subscribe(&format!("user=amy&ticket={ticket}"), None).await;
+    assert_eq!(stream.status, 200, "the ticket is still good");
+    assert_eq!(stream.next().await.data, "amy");
+    hub.stop().await;
+}
+
+/// One user at its cap of 16 unused tickets gets 429 JSON and cannot stop another user from
+/// getting one; using a ticket makes room again.
+#[tokio::test]
+async fn one_user_cannot_take_every_ticket() {
+    let hub = secured(&[]).await;
+    let amy = token(Some("amy"), 60, false);
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        held.push(buy(&hub, &amy).await);
+    }
+    let (status, error) = try_buy(&hub, &amy).await;
+    assert_eq!(status, 429, "{error}");
+    assert!(error["error"].as_str().is_some_and(|e| e.contains("16")), "{error}");
+    buy(&hub, &token(Some("bob"), 60, false)).await;
+    assert_eq!(open(&hub, &format!("ticket={}", held[0]), None).await.0, 200);
+    buy(&hub, &amy).await;
     hub.stop().await;
 }
 
@@ -146,13 +192,38 @@ async fn token_streams_get_their_own_events() {
     hub.stop().await;
 }
 
-/// A stream ends when its token expires.
+/// One rule for a new stream and an open one: a token is valid until `exp` + 5 s. Past that a
+/// stream is refused; before it one opens, and it ends at that instant (not at `exp`).
 #[tokio::test]
 async fn streams_end_when_the_token_expires() {
     let hub = secured(&["--keep-alive", "200ms"]).await;
-    let mut stream = hub.subscribe(&format!("token={}", token(Some("amy"), 2, false)), None).await.welcomed().await;
-    assert!(!stream.ends_within(Duration::from_millis(500)).await);
-    assert!(stream.ends_within(PATIENCE).await, "ended after exp");
+    // `exp` 5 s ago: the leeway is over, whatever fraction of a second it is now.
+    let (status, error) = open(&hub, &format!("token={}", token(Some("amy"), -5, false)), None).await;
+    assert_eq!(status, 401, "{error}");
+    // `exp` 3 s ago: between 1 and 2 s of leeway are left, and the stream lives that long.
+    let mut stream = hub.subscribe(&format!("token={}", token(Some("amy"), -3, false)), None).await.welcomed().await;
+    assert!(!stream.ends_within(Duration::from_millis(900)).await, "open until exp + 5 s");
+    assert!(stream.ends_within(Duration::from_millis(1_500)).await, "ended at exp + 5 s");
+    hub.stop().await;
+}
+
+/// A validly signed token whose `exp` is absurd (2^63 and up) is 401 JSON for a stream and for
+/// a ticket, never a panic; the latest `exp` accepted (the end of 9999) opens a stream.
+#[tokio::test]
+async fn absurd_expiry_is_refused() {
+    let hub = secured(&[]).await;
+    for exp in [1u64 << 63, u64::MAX] {
+        let absurd = issue_token(SECRET, &Claims { sub: Some("amy".into()), exp, publish: true }).unwrap();
+        let (status, error) = open(&hub, &format!("token={absurd}"), None).await;
+        assert_eq!(status, 401, "{error}");
+        assert!(error["error"].as_str().is_some_and(|e| e.contains("exp")), "{error}");
+        let ticket = hub.client.post(hub.url("/api/tickets")).bearer_auth(&absurd).send().await.unwrap();
+        assert_eq!(ticket.status(), 401);
+        assert!(ticket.json::<Value>().await.unwrap()["error"].is_string());
+    }
+    let latest = issue_token(SECRET, &Claims { sub: Some("amy".into()), exp: MAX_EXP, publish: false }).unwrap();
+    assert_eq!(open(&hub, &format!("token={latest}"), None).await.0, 200, "the latest exp accepted opens a stream");
+    assert_eq!(hub.get_json("/healthz").await.0, 200);
     hub.stop().await;
 }
 

@@ -138,3 +138,44 @@ async fn killed_node_clients_resume_elsewhere() {
     assert_eq!((event.id.as_str(), event.data.as_str()), (missed.as_str(), "missed"));
     survivor.stop().await;
 }
+
+/// While Redis is away, a client is told only that the store is unavailable (503, for one
+/// event and for each element of a batch) and `/healthz` only that it is degraded; Redis's own
+/// error text goes to the log.
+#[tokio::test]
+async fn an_outage_is_detailed_in_the_log_only() {
+    let mut redis = RedisServer::start().await;
+    let (mut child, base, mut logs) = spawn(&["--redis-url", &redis.url()]).await;
+    let node = remote(&base);
+    node.publish_id(json!({"to": "amy", "data": "before"})).await;
+    redis.stop();
+
+    let generic = json!({"error": "the event store is unavailable; retry later"});
+    let (status, error) = node.publish(json!({"to": "amy", "data": "refused"})).await;
+    assert_eq!((status, &error), (503, &generic));
+    let (status, answers) = node.publish(json!([{"to": "amy", "data": 1}, {"to": "bob", "data": 2}])).await;
+    assert_eq!(status, 202, "{answers}");
+    for answer in answers.as_array().unwrap() {
+        assert_eq!((&answer["status"], &answer["error"]), (&json!(503), &generic["error"]), "{answers}");
+    }
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (status, health) = node.get_json("/healthz").await;
+        if status == 503 {
+            assert_eq!(health, json!({"status": "degraded"}));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "/healthz never reported the outage");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let cause = loop {
+        let line = tokio::time::timeout_at(deadline, logs.recv()).await.expect("the refusal is logged").unwrap();
+        let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if line["message"] == "a publish was not stored" {
+            break line["cause"].as_str().unwrap_or_default().to_owned();
+        }
+    };
+    assert!(cause.contains("Redis"), "the log has the detail: {cause}");
+    child.kill().await.unwrap();
+}

@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
+/// Secrets of the shortest length the hub accepts (32 bytes).
+const CLI_SECRET: &str = "cli-secret-of-thirty-two-bytes-x";
+const LOG_SECRET: &str = "log-secret-of-thirty-two-bytes-x";
+
 /// `--help` lists the flags; `--version` names the binary.
 #[tokio::test]
 async fn help_lists_the_flags() {
@@ -69,13 +73,13 @@ async fn sigterm_ends_streams_and_exits_cleanly() {
 async fn token_command_prints_a_working_token() {
     let out = Command::new(env!("CARGO_BIN_EXE_tidings"))
         .args(["token", "--user", "amy", "--ttl", "1h"])
-        .env("TIDINGS_JWT_SECRET", "cli-secret")
+        .env("TIDINGS_JWT_SECRET", CLI_SECRET)
         .output()
         .await
         .unwrap();
     assert!(out.status.success());
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let (mut child, base, _) = spawn(&["--jwt-secret", "cli-secret"]).await;
+    let (mut child, base, _) = spawn(&["--jwt-secret", CLI_SECRET]).await;
     let response = reqwest::get(format!("{base}/stream-sse?token={token}")).await.unwrap();
     assert_eq!(response.status(), 200);
     let missing = Command::new(env!("CARGO_BIN_EXE_tidings"))
@@ -88,11 +92,36 @@ async fn token_command_prints_a_working_token() {
     child.kill().await.unwrap();
 }
 
+/// A secret shorter than 32 bytes, by flag or by an empty or short `TIDINGS_JWT_SECRET`, stops
+/// the hub and `tidings token` at start with a message saying why (and not the secret).
+#[tokio::test]
+async fn short_secrets_stop_the_binary() {
+    let runs: [(&[&str], Option<&str>); 4] = [
+        (&["--addr", "127.0.0.1:0", "--jwt-secret", ""], None),
+        (&["--addr", "127.0.0.1:0"], Some("")),
+        (&["--addr", "127.0.0.1:0"], Some("short-secret")),
+        (&["token", "--user", "amy"], Some("short-secret")),
+    ];
+    for (args, env) in runs {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tidings"));
+        command.args(args).env_remove("TIDINGS_JWT_SECRET").stdout(Stdio::piped()).kill_on_drop(true);
+        if let Some(secret) = env {
+            command.env("TIDINGS_JWT_SECRET", secret);
+        }
+        let out = tokio::time::timeout(Duration::from_secs(10), command.output()).await.expect("exits").unwrap();
+        assert!(!out.status.success(), "{args:?} {env:?} started");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("at least 32 bytes"), "{args:?} {env:?}: {stderr}");
+        assert!(!stderr.contains("short-secret"), "{stderr}");
+        assert!(out.stdout.is_empty(), "no token is printed");
+    }
+}
+
 /// Tokens and tickets never reach a log line, even with request tracing on.
 #[tokio::test]
 async fn secrets_never_reach_the_logs() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .args(["--addr", "127.0.0.1:0", "--tick-interval", "0", "--jwt-secret", "log-secret"])
+        .args(["--addr", "127.0.0.1:0", "--tick-interval", "0", "--jwt-secret", LOG_SECRET])
         .env("RUST_LOG", "debug")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -108,7 +137,7 @@ async fn secrets_never_reach_the_logs() {
             break line[at + 5..].split_whitespace().next().unwrap().to_owned();
         }
     };
-    let token = issue("log-secret", "amy");
+    let token = issue(LOG_SECRET, "amy");
     let client = reqwest::Client::new();
     let ticket: serde_json::Value = client
         .post(format!("http://{addr}/api/tickets"))
@@ -120,7 +149,12 @@ async fn secrets_never_reach_the_logs() {
         .await
         .unwrap();
     let ticket = ticket["ticket"].as_str().unwrap().to_owned();
-    for query in [format!("token={token}"), format!("ticket={ticket}"), format!("user=amy&TOKEN={token}")] {
+    for query in [
+        format!("token={token}"),
+        format!("ticket={ticket}"),
+        format!("user=amy&TOKEN={token}"),
+        format!("tok%65n={token}"),
+    ] {
         let response = client.get(format!("http://{addr}/stream-sse?{query}")).send().await.unwrap();
         drop(response);
     }
@@ -135,7 +169,7 @@ async fn secrets_never_reach_the_logs() {
     assert!(log.contains("ticket=REDACTED"), "{log}");
     assert!(!log.contains(&token), "a token reached the log");
     assert!(!log.contains(&ticket), "a ticket reached the log");
-    assert!(!log.contains("log-secret"), "the secret reached the log");
+    assert!(!log.contains(LOG_SECRET), "the secret reached the log");
 }
 
 fn issue(secret: &str, user: &str) -> String {

@@ -8,18 +8,21 @@ use common::{id_parts, start, PATIENCE};
 use serde_json::json;
 use std::time::Duration;
 
-/// The first bytes: retry, a welcome without id carrying the user, then an id-only block.
+/// The first bytes: retry, an id-only block (the cursor), then a welcome without id carrying
+/// the user, which a client therefore sees with the cursor as its last event id.
 #[tokio::test]
-async fn preamble_is_retry_welcome_then_cursor() {
+async fn preamble_is_retry_cursor_then_welcome() {
     let hub = start(&["--retry", "2500ms"]).await;
     let mut alice = hub.subscribe("user=alice", None).await;
-    // The preamble goes out in one write, so it is whole once its id line shows.
-    let raw = alice.wait_raw("data: alice\n\nid: ").await;
-    let prefix = "retry: 2500\n\nevent: message\ndata: alice\n\nid: ";
+    let welcome = alice.next().await;
+    // The preamble goes out in one write, so it is whole once the welcome is read.
+    let raw = alice.raw();
+    let prefix = "retry: 2500\n\nid: ";
     assert!(raw.starts_with(prefix), "{raw:?}");
     let (cursor, rest) = raw[prefix.len()..].split_once("\n\n").unwrap();
-    assert_eq!(rest, "", "nothing else before the first event");
+    assert_eq!(rest, "event: message\ndata: alice\n\n", "nothing else before the first event");
     id_parts(cursor);
+    assert_eq!((welcome.data.as_str(), welcome.id.as_str()), ("alice", cursor));
     hub.stop().await;
 }
 

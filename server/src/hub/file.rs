@@ -124,6 +124,16 @@ impl FileStore {
         }
     }
 
+    /// `Err` once the writer has stopped: it ends on a panic in a write (or in applying one),
+    /// and at shutdown; nothing is stored after that.
+    pub(super) fn health(&self) -> Result<(), String> {
+        if self.queue.is_closed() {
+            Err("the history writer has stopped".into())
+        } else {
+            Ok(())
+        }
+    }
+
     pub(super) async fn publish(&self, request: PublishRequest) -> Result<PublishAck, StoreUnavailable> {
         let (reply, answer) = oneshot::channel();
         let gone = || StoreUnavailable("the history database is shutting down".into());
@@ -235,6 +245,33 @@ mod tests {
         let ids: Vec<EventId> = events.iter().map(|(id, _)| *id).collect();
         assert_eq!((ids, floor), (vec![id(8), id(9), id(10)], id(7)));
         drop(ledger);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Once the writer task is gone (as after a panic in a write), the store reports it, so
+    /// `/healthz` says degraded, and a publish is refused at once.
+    #[tokio::test]
+    async fn a_dead_writer_makes_the_store_unhealthy() {
+        let dir = std::env::temp_dir().join(format!("tidings-file-writer-{}", std::process::id()));
+        let settings = HubSettings {
+            history: 8,
+            history_bytes: 1 << 20,
+            retry: std::time::Duration::from_secs(3),
+            max_queue: 1 << 20,
+            max_per_user: 1,
+            max_connections: 1,
+        };
+        let hub = open(settings, &dir).await.unwrap();
+        let request = || PublishRequest::from_json(&serde_json::json!({"to": "amy", "data": "x"})).unwrap();
+        assert!(hub.publish(request()).await.is_ok());
+        assert_eq!(hub.store_health(), Ok(()));
+
+        let Store::File(store) = &hub.shared.store else { panic!("a file store") };
+        let writer = store.writer.lock().unwrap().take().unwrap();
+        writer.abort();
+        assert!(writer.await.is_err(), "the writer ended abnormally");
+        assert!(hub.store_health().is_err(), "a dead writer is reported");
+        assert!(hub.publish(request()).await.is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

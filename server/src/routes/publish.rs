@@ -94,7 +94,7 @@ async fn answer(state: &AppState, body: Bytes) -> Result<Response, AppError> {
         PublishBody::Batch(items) => publish_batch(state, items).await,
         PublishBody::One(request) => {
             let request = validate(state, request)?;
-            let ack = state.hub.publish(request).await.map_err(|e| AppError::Unavailable(e.0))?;
+            let ack = state.hub.publish(request).await?;
             Ok((StatusCode::ACCEPTED, Json(ack)).into_response())
         }
     }
@@ -119,15 +119,26 @@ async fn publish_batch(state: &AppState, items: Vec<Result<PublishRequest, Strin
         }
     }
     let mut published = state.hub.publish_all(valid).await.into_iter();
+    // A cause of the hub's own is logged once per batch, not once per element it refused.
+    let mut logged = false;
     let answers: Vec<BatchAnswer> = refusals
         .into_iter()
-        .map(|refusal| match refusal {
-            None => match published.next() {
-                Some(Ok(ack)) => BatchAnswer::Accepted(ack),
-                Some(Err(e)) => BatchAnswer::Refused { status: 503, error: e.0 },
-                None => BatchAnswer::Refused { status: 500, error: "internal error".into() },
-            },
-            Some(e) => BatchAnswer::Refused { status: e.status().as_u16(), error: e.message() },
+        .map(|refusal| {
+            let refusal = match refusal {
+                Some(e) => e,
+                None => {
+                    let e = match published.next() {
+                        Some(Ok(ack)) => return BatchAnswer::Accepted(ack),
+                        Some(Err(e)) => AppError::from(e),
+                        None => AppError::Internal("the store answered fewer events than it was given".into()),
+                    };
+                    if !std::mem::replace(&mut logged, true) {
+                        e.log_cause();
+                    }
+                    e
+                }
+            };
+            BatchAnswer::Refused { status: refusal.status().as_u16(), error: refusal.message() }
         })
         .collect();
     Ok((StatusCode::ACCEPTED, Json(answers)).into_response())

@@ -17,7 +17,6 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde::Deserialize;
-use std::time::{Duration, SystemTime};
 
 /// The user the original client connected as when it gave none.
 const DEFAULT_USER: &str = "empty";
@@ -46,6 +45,7 @@ pub async fn stream(
         ticket: query.ticket.as_deref(),
     };
     let listener = state.auth.stream_listener(&headers, credentials, DEFAULT_USER)?;
+    let expires = listener.deadline();
     // The header a reconnecting browser sends wins over the query a page wrote.
     let last_event_id = headers
         .get("last-event-id")
@@ -60,7 +60,6 @@ pub async fn stream(
         SubscribeError::HubFull => AppError::Unavailable("the hub is at its connection limit; retry later".into()),
         SubscribeError::ShuttingDown => AppError::Unavailable("the hub is shutting down; retry later".into()),
     })?;
-    let expires = listener.expires.and_then(|exp| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(exp)));
     let frames = Frames::new(subscription, state.streams, expires);
     let body = match take_over {
         Some(Extension(slot)) => {

@@ -175,7 +175,7 @@ impl Subscriber {
     pub async fn welcomed(mut self) -> Subscriber {
         let welcome = self.next().await;
         assert_eq!(welcome.event, "message");
-        assert!(welcome.id.is_empty(), "the welcome has no id: {welcome:?}");
+        assert!(!welcome.id.is_empty(), "the welcome carries the cursor sent before it: {welcome:?}");
         self
     }
 

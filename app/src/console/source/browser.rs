@@ -100,6 +100,14 @@ impl Inner {
         name == EventName::GAP || self.names.borrow().iter().any(|n| n == name)
     }
 
+    /// Keeps `id` as the point to resume from. An empty id (an event dispatched before the
+    /// stream named any) never replaces one: reopening without it would lose what came meanwhile.
+    fn remember(&self, id: &str) {
+        if !id.is_empty() {
+            self.last_id.replace(id.to_owned());
+        }
+    }
+
     fn emit(&self, event: SourceEvent) {
         if !self.closed.get() {
             (self.sink)(event);
@@ -165,7 +173,7 @@ fn add_message_listener(inner: &Rc<Inner>, native: &mut Native, name: &str) {
     add_listener(native, name, move |event| {
         let (Some(inner), Some(message)) = (weak.upgrade(), event.dyn_ref::<MessageEvent>()) else { return };
         let last_event_id = message.last_event_id();
-        inner.last_id.replace(last_event_id.clone());
+        inner.remember(&last_event_id);
         let data = message.data().as_string().unwrap_or_default();
         inner.emit(SourceEvent::Message { event: event_name.clone(), data, last_event_id });
     });
@@ -286,7 +294,7 @@ async fn fetch_once(inner: &Inner) -> Result<u32, Refused> {
                 });
             }
         }
-        inner.last_id.replace(parser.last_event_id().to_owned());
+        inner.remember(parser.last_event_id());
         if inner.closed.get() {
             return Ok(0);
         }
