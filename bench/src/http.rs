@@ -35,6 +35,11 @@ impl Conn {
         self.send(&request).await
     }
 
+    /// Whether a connection is open for the next request (one that failed was dropped).
+    pub fn is_connected(&self) -> bool {
+        self.tcp.is_some()
+    }
+
     /// GETs `path`; returns the status and the response body, as [`Conn::post`] does.
     pub async fn get(&mut self, path: &str) -> io::Result<(u16, Vec<u8>)> {
         self.send(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes()).await

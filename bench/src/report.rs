@@ -247,11 +247,26 @@ fn soak_tables(out: &mut String, soak: &Outcome) {
         mb(soak.peak.rss_bytes),
         mb(soak.after.rss_bytes)
     );
+    if !soak.rss_back() {
+        let _ = writeln!(
+            out,
+            "\nRSS had not fallen back {:.0} s after the attackers left: {:.1} MB above the start.",
+            soak.settled_seconds,
+            mb(soak.after.rss_bytes.saturating_sub(soak.before.rss_bytes))
+        );
+    }
     let _ = writeln!(
         out,
         "\nBackground broadcasts: {} accepted, {} refused or timed out.",
         soak.background_accepted, soak.background_failed
     );
+    let reconnects = soak.quiet.publisher_reconnects + soak.attacked.publisher_reconnects;
+    if reconnects > 0 {
+        let _ = writeln!(
+            out,
+            "The hub closed the probe's kept-alive publishing connection {reconnects} times; each time the publish was retried once on a new one."
+        );
+    }
     for probe in [&soak.quiet, &soak.attacked] {
         if let Some(failure) = &probe.first_failure {
             let _ = writeln!(out, "First failed probe: {failure}.");
@@ -310,4 +325,20 @@ pub fn chart(results: &Results, kinds: &[Kind], sizes: &[usize]) -> String {
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{markdown, Results};
+    use crate::target::Kind;
+
+    /// A run of the soak alone has no scenario table, and a run without the soak no soak section.
+    #[test]
+    fn sections_follow_what_ran() {
+        let results = Results::default();
+        let with_reps = markdown(&results, &[Kind::Tidings], 100, 0, 1);
+        assert!(with_reps.contains("| hub |") && !with_reps.contains("## Soak"));
+        let without = markdown(&results, &[Kind::Tidings], 100, 0, 0);
+        assert!(!without.contains("| hub |"));
+    }
 }

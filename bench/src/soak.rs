@@ -67,6 +67,8 @@ pub struct ProbeFigures {
     pub fresh_stream: Vec<f64>,
     pub rounds: u64,
     pub failures: u64,
+    /// Publishes retried once on a new connection because the kept-alive one had been closed.
+    pub publisher_reconnects: u64,
     pub first_failure: Option<String>,
 }
 
@@ -118,6 +120,12 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The memory gave back three quarters of its rise (or came within 2 MB of the start).
+    /// Only reported: an allocator may keep freed pages for the next connections.
+    pub fn rss_back(&self) -> bool {
+        self.after.rss_bytes <= rss_target(self.before, self.peak)
+    }
+
     /// Every probe answered in time and the descriptors fell back.
     pub fn healthy(&self) -> bool {
         self.quiet.failures == 0
@@ -252,11 +260,8 @@ impl<'a> Probe<'a> {
                 continue;
             }
             let (events, seen) = (tally.events.load(Ordering::Relaxed), latencies_len(&tally));
-            let data = format!(r#"{{"t":{}}}"#, now_nanos());
             let began = Instant::now();
-            match tokio::time::timeout(PROBE_TIMEOUT, self.hub.publish(&mut self.publisher, Some(PROBE_USER), &data))
-                .await
-            {
+            match tokio::time::timeout(PROBE_TIMEOUT, self.publish(&mut figures)).await {
                 Ok(Some(_)) => {
                     figures.publish.push(millis(began));
                     match arrival(&tally, events, seen).await {
@@ -284,6 +289,21 @@ impl<'a> Probe<'a> {
             tokio::time::sleep_until((round + PROBE_EVERY).into()).await;
         }
         figures
+    }
+
+    /// Publishes to the probe stream. Like any HTTP client with a pool, it retries once on a
+    /// new connection when the kept-alive one turns out to have been closed (no answer at all);
+    /// a refusal is not retried.
+    async fn publish(&mut self, figures: &mut ProbeFigures) -> Option<String> {
+        let reused = self.publisher.is_connected();
+        let data = format!(r#"{{"t":{}}}"#, now_nanos());
+        let published = self.hub.publish(&mut self.publisher, Some(PROBE_USER), &data).await;
+        if published.is_some() || !reused || self.publisher.is_connected() {
+            return published;
+        }
+        figures.publisher_reconnects += 1;
+        let data = format!(r#"{{"t":{}}}"#, now_nanos());
+        self.hub.publish(&mut self.publisher, Some(PROBE_USER), &data).await
     }
 
     async fn close(self) {
@@ -361,17 +381,21 @@ async fn sample(pids: &[u32], attackers: &attack::Attackers, until: Instant) -> 
 /// Polls (at most 30 s) until the descriptors are back within a few of `before` and the memory
 /// has given back three quarters of its rise; the last reading.
 async fn settle(pids: &[u32], before: Reading, peak: Reading) -> Reading {
-    let rise = peak.rss_bytes.saturating_sub(before.rss_bytes);
-    let rss_target = before.rss_bytes + (rise / 4).max(2 << 20);
     let started = Instant::now();
     loop {
         let now = Reading::of(pids);
-        let back = now.descriptors <= before.descriptors + FD_SLACK && now.rss_bytes <= rss_target;
+        let back = now.descriptors <= before.descriptors + FD_SLACK && now.rss_bytes <= rss_target(before, peak);
         if back || started.elapsed() > SETTLE_LIMIT {
             return now;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// The memory that counts as fallen back: a quarter of the rise above the start, or 2 MB.
+fn rss_target(before: Reading, peak: Reading) -> u64 {
+    let rise = peak.rss_bytes.saturating_sub(before.rss_bytes);
+    before.rss_bytes + (rise / 4).max(2 << 20)
 }
 
 #[cfg(test)]
