@@ -277,14 +277,17 @@ impl<'a> Probe<'a> {
             let began = Instant::now();
             match tokio::time::timeout(PROBE_TIMEOUT, Conn::new(self.hub.addr).get("/healthz")).await {
                 Ok(Ok((200, _))) => figures.healthz.push(millis(began)),
-                _ => figures.fail("a fresh /healthz did not answer 200 within 2 s"),
+                Ok(Ok((status, _))) => figures.fail(&format!("a fresh /healthz answered {status}")),
+                Ok(Err(cause)) => figures.fail(&format!("a fresh /healthz failed: {cause}")),
+                Err(_) => figures.fail("a fresh /healthz did not answer within 2 s"),
             }
             let began = Instant::now();
             match tokio::time::timeout(PROBE_TIMEOUT, load::connect(Ipv4Addr::LOCALHOST, self.hub.addr, &fresh_request))
                 .await
             {
                 Ok(Ok(_)) => figures.fresh_stream.push(millis(began)),
-                _ => figures.fail("a fresh stream did not open within 2 s"),
+                Ok(Err(cause)) => figures.fail(&format!("a fresh stream did not open: {cause}")),
+                Err(_) => figures.fail("a fresh stream did not open within 2 s"),
             }
             tokio::time::sleep_until((round + PROBE_EVERY).into()).await;
         }
@@ -379,7 +382,7 @@ async fn sample(pids: &[u32], attackers: &attack::Attackers, until: Instant) -> 
 }
 
 /// Polls (at most 30 s) until the descriptors are back within a few of `before` and the memory
-/// has given back three quarters of its rise; the last reading.
+/// is back within [`rss_target`]; the last reading.
 async fn settle(pids: &[u32], before: Reading, peak: Reading) -> Reading {
     let started = Instant::now();
     loop {
