@@ -23,14 +23,15 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := chromium openssl systemd redis-server
 
 .PHONY: help setup setup-rust setup-cargo-leptos setup-wasm-bindgen setup-trunk setup-npm setup-apt \
-        run test lint unit release dist e2e deploy-check bench bench-smoke setup-bench clean
+        run test lint unit release dist e2e deploy-check bench bench-smoke bench-soak setup-bench clean
 
 help:
 	@echo "make run      install what is missing, then serve the console at http://127.0.0.1:8080 (cargo leptos watch)"
 	@echo "make test     install what is missing, then run every check"
 	@echo "make release  build target/release/tidings, one binary with the console embedded"
 	@echo "make dist     build the client-only console with Trunk into dist/"
-	@echo "make bench    benchmark against nginx + nchan; writes BENCHMARKS.md (not part of make test)"
+	@echo "make bench    benchmark against nginx + nchan, then the soak; writes BENCHMARKS.md (not part of make test)"
+	@echo "make bench-soak  only the soak: 2,000 hostile connections for 60 s; prints its tables"
 
 ## ---------------------------------------------------------------- set-up (idempotent)
 
@@ -124,10 +125,19 @@ setup-bench:
 	   $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	 fi
 
-# Tidings against nginx + nchan, interleaved, three repetitions: writes BENCHMARKS.md and the chart.
+# The soak: hostile and broken connections of every kind held against a fresh Tidings.
+SOAK := --soak-seconds 60 --soak-connections 2000
+
+# Tidings against nginx + nchan, interleaved, three repetitions, then the soak: writes
+# BENCHMARKS.md and the chart.
 bench: release setup-bench
 	cargo build --locked --release -p bench
-	target/release/tidings-bench --subscribers 10000 --reps 3 --targets tidings,cluster,nchan
+	target/release/tidings-bench --subscribers 10000 --reps 3 --targets tidings,cluster,nchan $(SOAK)
+
+# Only the soak (about 100 s), its tables printed; BENCHMARKS.md and the chart are left alone.
+bench-soak: release
+	cargo build --locked --release -p bench
+	target/release/tidings-bench --reps 0 --idle 0 --targets tidings $(SOAK) --out -
 
 # A few hundred streams through the load generator, so it cannot rot (part of `make test`).
 bench-smoke: release

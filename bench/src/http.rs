@@ -26,20 +26,34 @@ impl Conn {
     /// POSTs `body` to `path`; returns the status and the response body. A failed request is
     /// not retried (it may have been accepted); the next one reconnects.
     pub async fn post(&mut self, path: &str, content_type: &str, body: &[u8]) -> io::Result<(u16, Vec<u8>)> {
-        let result = self.exchange(path, content_type, body).await;
-        if result.is_err() {
-            self.tcp = None;
-        }
-        result
-    }
-
-    async fn exchange(&mut self, path: &str, content_type: &str, body: &[u8]) -> io::Result<(u16, Vec<u8>)> {
         let mut request = format!(
             "POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
             body.len()
         )
         .into_bytes();
         request.extend_from_slice(body);
+        self.send(&request).await
+    }
+
+    /// Whether a connection is open for the next request (one that failed was dropped).
+    pub fn is_connected(&self) -> bool {
+        self.tcp.is_some()
+    }
+
+    /// GETs `path`; returns the status and the response body, as [`Conn::post`] does.
+    pub async fn get(&mut self, path: &str) -> io::Result<(u16, Vec<u8>)> {
+        self.send(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes()).await
+    }
+
+    async fn send(&mut self, request: &[u8]) -> io::Result<(u16, Vec<u8>)> {
+        let result = self.exchange(request).await;
+        if result.is_err() {
+            self.tcp = None;
+        }
+        result
+    }
+
+    async fn exchange(&mut self, request: &[u8]) -> io::Result<(u16, Vec<u8>)> {
         if self.tcp.is_none() {
             let tcp = TcpStream::connect(self.addr).await?;
             tcp.set_nodelay(true)?;
@@ -47,7 +61,7 @@ impl Conn {
             self.buf.clear();
         }
         let Some(tcp) = self.tcp.as_mut() else { return Err(io::ErrorKind::NotConnected.into()) };
-        tcp.write_all(&request).await?;
+        tcp.write_all(request).await?;
 
         let head_end = loop {
             if let Some(at) = find(&self.buf, b"\r\n\r\n") {

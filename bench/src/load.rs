@@ -30,6 +30,17 @@ impl Sources {
     fn take(&self, count: usize) -> usize {
         self.next.fetch_add(count, Ordering::Relaxed)
     }
+
+    /// `count` fresh source addresses.
+    pub fn addresses(&self, count: usize) -> Vec<Ipv4Addr> {
+        let first = self.take(count);
+        (first..first + count).map(source_address).collect()
+    }
+}
+
+/// The k-th loopback source address.
+fn source_address(k: usize) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, (k / 250 % 250) as u8, 2 + (k % 250) as u8)
 }
 
 /// Connects in flight at once.
@@ -44,6 +55,8 @@ pub fn now_nanos() -> u64 {
 pub struct Tally {
     pub opened: AtomicUsize,
     pub failed: AtomicUsize,
+    /// Streams that opened and have since ended.
+    pub closed: AtomicUsize,
     /// Events seen, across all streams.
     pub events: AtomicU64,
     /// Streams that have seen at least one event.
@@ -76,8 +89,7 @@ pub async fn open(
     let mut tasks = JoinSet::new();
     let started = Instant::now();
     for i in 0..n {
-        let k = first_source + i / STREAMS_PER_SOURCE;
-        let source = Ipv4Addr::new(127, 0, (k / 250 % 250) as u8, 2 + (k % 250) as u8);
+        let source = source_address(first_source + i / STREAMS_PER_SOURCE);
         let request = format!("GET {} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n{extra}\r\n", path(i));
         let (tally, gate) = (Arc::clone(&tally), Arc::clone(&gate));
         let server = server(i);
@@ -88,6 +100,7 @@ pub async fn open(
                     drop(permit);
                     tally.opened.fetch_add(1, Ordering::Relaxed);
                     read_events(stream, early, &tally).await;
+                    tally.closed.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
                     if tally.failed.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -108,7 +121,7 @@ pub async fn open(
 
 /// Connects, sends the request and reads a 200 response's headers; returns the stream and
 /// whatever body bytes came with the headers.
-async fn connect(
+pub async fn connect(
     source: Ipv4Addr,
     server: SocketAddr,
     request: &str,
@@ -212,6 +225,15 @@ pub fn rss_bytes(pids: &[u32]) -> u64 {
         })
         .sum::<u64>()
         * 1024
+}
+
+/// The open file descriptors of `pids` and their children, from /proc.
+pub fn descriptors(pids: &[u32]) -> usize {
+    pids.iter()
+        .flat_map(|&pid| family(pid))
+        .filter_map(|p| std::fs::read_dir(format!("/proc/{p}/fd")).ok())
+        .map(Iterator::count)
+        .sum()
 }
 
 /// CPU time (user + system, seconds) of `pids` and their children so far, from /proc.

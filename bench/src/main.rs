@@ -1,11 +1,14 @@
 //! `tidings-bench`: runs the same scenarios against Tidings and nginx + nchan, interleaved and
 //! repeated, and writes a table of medians (with the ratio to nchan) and a latency chart.
+//! Then, with `--soak-seconds`, a soak of hostile connections against a fresh Tidings.
 //! Loopback only; every loop is bounded in count and time. Exits non-zero when a stream could
-//! not open or a broadcast did not reach every stream, so a smoke run in `make test` catches rot.
+//! not open, a broadcast did not reach every stream or a soak probe failed, so a smoke run in
+//! `make test` catches rot.
 
 mod http;
 mod load;
 mod report;
+mod soak;
 mod target;
 
 use clap::Parser;
@@ -45,7 +48,21 @@ struct Args {
     /// Seconds each throughput scenario runs.
     #[arg(long, default_value_t = 3)]
     seconds: u64,
+    /// Seconds the soak holds its hostile connections against a fresh Tidings (0: skip it).
+    #[arg(long, default_value_t = 0)]
+    soak_seconds: u64,
+    /// Hostile connections the soak holds, spread over its seven kinds (0: skip it).
+    #[arg(long, default_value_t = 2000)]
+    soak_connections: usize,
+    /// Flags for the soak's hub (short timeouts, so reclamation shows within the soak); those
+    /// the hub does not know are left out, and the report says so.
+    #[arg(long, allow_hyphen_values = true, default_value = SOAK_HUB_ARGS)]
+    soak_hub_args: String,
 }
+
+const SOAK_HUB_ARGS: &str = "--write-timeout 5s --header-timeout 5s --idle-timeout 10s";
+/// The soak's hub listens here, clear of the other scenarios' ports.
+const SOAK_PORT: u16 = 17_800;
 
 const BROADCAST_ROUNDS: usize = 5;
 
@@ -72,7 +89,7 @@ async fn main() -> std::process::ExitCode {
     for rep in 0..args.reps {
         for (k, &kind) in kinds.iter().enumerate() {
             let port = 18_000 + (rep * kinds.len() + k) as u16 * 3;
-            let hub = match target::start(kind, port, &args.tidings, &root).await {
+            let hub = match target::start(kind, port, &args.tidings, &root, &[]).await {
                 Ok(hub) => hub,
                 Err(e) => {
                     eprintln!("cannot start {}: {e}", kind.name());
@@ -99,7 +116,7 @@ async fn main() -> std::process::ExitCode {
                 if n == 0 {
                     continue;
                 }
-                let hub = match target::start(kind, port + 1 + offset as u16, &args.tidings, &root).await {
+                let hub = match target::start(kind, port + 1 + offset as u16, &args.tidings, &root, &[]).await {
                     Ok(hub) => hub,
                     Err(e) => {
                         eprintln!("cannot start {}: {e}", kind.name());
@@ -121,21 +138,48 @@ async fn main() -> std::process::ExitCode {
             eprintln!("rep {} of {}: {} done", rep + 1, args.reps, kind.name());
         }
     }
+    if args.soak_seconds > 0 && args.soak_connections > 0 {
+        let hub_args: Vec<String> = args.soak_hub_args.split_whitespace().map(str::to_owned).collect();
+        let settings = soak::Settings {
+            seconds: args.soak_seconds,
+            connections: args.soak_connections,
+            tidings: &args.tidings,
+            root: &root,
+            hub_args: &hub_args,
+            port: SOAK_PORT,
+        };
+        match soak::run(&settings, &sources).await {
+            Ok(outcome) => {
+                if !outcome.healthy() {
+                    eprintln!("soak: some probes failed or the descriptors did not fall back");
+                    healthy = false;
+                }
+                results.soak = Some(outcome);
+            }
+            Err(e) => {
+                eprintln!("cannot run the soak: {e}");
+                healthy = false;
+            }
+        }
+    }
     let markdown = report::markdown(&results, &kinds, args.subscribers, args.idle, args.reps);
-    let chart = report::chart(&results, &kinds, &sizes);
+    // A run of the soak alone leaves the chart as it was.
+    let chart = (args.reps > 0).then(|| report::chart(&results, &kinds, &sizes));
     if args.out == "-" {
         #[allow(clippy::print_stdout)] // the report is this mode's output
         {
             println!("{markdown}");
         }
-    } else if let Err(e) = std::fs::write(&args.out, markdown).and_then(|()| std::fs::write(&args.chart, chart)) {
+    } else if let Err(e) = std::fs::write(&args.out, markdown)
+        .and_then(|()| chart.map_or(Ok(()), |chart| std::fs::write(&args.chart, chart)))
+    {
         eprintln!("cannot write the report: {e}");
         return std::process::ExitCode::FAILURE;
     }
     if healthy {
         std::process::ExitCode::SUCCESS
     } else {
-        eprintln!("some streams did not open or some broadcasts were not fully delivered");
+        eprintln!("some streams did not open, some broadcasts were not fully delivered, or the soak failed");
         std::process::ExitCode::FAILURE
     }
 }

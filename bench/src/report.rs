@@ -1,6 +1,7 @@
-//! Medians of the repetitions, as a Markdown table with the ratio to nchan, and a chart of
-//! broadcast latency against subscriber count (SVG).
+//! Medians of the repetitions, as a Markdown table with the ratio to nchan, a chart of
+//! broadcast latency against subscriber count (SVG), and the soak's tables.
 
+use crate::soak::{Outcome, ProbeFigures};
 use crate::target::Kind;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -59,6 +60,8 @@ pub struct Results {
     values: BTreeMap<(&'static str, Metric, usize), Vec<f64>>,
     /// Findings printed under the table.
     notes: Vec<String>,
+    /// The soak's figures, when it ran.
+    pub soak: Option<Outcome>,
 }
 
 impl Results {
@@ -116,6 +119,17 @@ pub fn markdown(results: &Results, kinds: &[Kind], n: usize, idle: usize, reps: 
         .unwrap_or_default();
     let _ = writeln!(out, "# Benchmarks\n");
     let _ = writeln!(out, "Written by `make bench` (`tidings-bench`) on {date}, on {}.", machine());
+    if reps > 0 {
+        scenarios(&mut out, results, kinds, n, idle, reps);
+    }
+    if let Some(soak) = &results.soak {
+        soak_tables(&mut out, soak);
+    }
+    out
+}
+
+/// The main scenarios' table, its notes and the chart.
+fn scenarios(out: &mut String, results: &Results, kinds: &[Kind], n: usize, idle: usize, reps: usize) {
     let _ = writeln!(
         out,
         "Loopback only; the load generator shares the cores with the hub. Medians of {reps} interleaved runs at {n} subscribers; in brackets, the ratio to nginx + nchan (for latency and memory, lower is better).\n"
@@ -160,7 +174,104 @@ pub fn markdown(results: &Results, kinds: &[Kind], n: usize, idle: usize, reps: 
         }
     }
     let _ = writeln!(out, "\n![Broadcast latency (p50) against subscribers](docs/bench-latency.svg)");
-    out
+}
+
+/// The soak: what the attackers held, what the probe saw, and the hub's descriptors and memory.
+fn soak_tables(out: &mut String, soak: &Outcome) {
+    let _ = writeln!(out, "\n## Soak: {} hostile connections for {} s\n", soak.connections, soak.seconds);
+    let flags =
+        if soak.hub_args.is_empty() { "no extra flags".to_owned() } else { format!("`{}`", soak.hub_args.join(" ")) };
+    let _ = writeln!(
+        out,
+        "A fresh Tidings ({flags}) against slots of every kind at once, each reconnecting (at most once a second) whenever the hub closes it, while a background publisher broadcasts 1 KB five times a second. A probe, every 100 ms: a publish to its own stream (time to the 202, and to the event's arrival), a `/healthz` and a stream open, each on a fresh connection."
+    );
+    if !soak.unknown_args.is_empty() {
+        let _ = writeln!(out, "\nThis hub does not know `{}`, so ran without.", soak.unknown_args.join("`, `"));
+    }
+    let _ = writeln!(
+        out,
+        "\n| attacker | slots | held at peak | held on average | connects | closed by the hub | refused | HTTP/1.1 answers |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    for a in &soak.attacks {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {} |",
+            a.name, a.slots, a.peak_held, a.mean_held, a.connects, a.cut, a.refused, a.answers
+        );
+    }
+    let total = |f: fn(&crate::soak::AttackFigures) -> f64| soak.attacks.iter().map(f).sum::<f64>();
+    let _ = writeln!(
+        out,
+        "| all | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | |",
+        soak.connections,
+        total(|a| a.peak_held as f64),
+        total(|a| a.mean_held),
+        total(|a| a.connects as f64),
+        total(|a| a.cut as f64),
+        total(|a| a.refused as f64),
+    );
+    let _ = writeln!(
+        out,
+        "\n| probe (ms) | publish → 202 p50 / p99 | publish → arrival p50 / p99 | fresh /healthz p50 / p99 | fresh stream p50 / p99 | probes | failed |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    for (name, probe) in [("alone, before", &soak.quiet), ("under attack", &soak.attacked)] {
+        let cell = |values: &[f64]| {
+            let (p50, p99) = ProbeFigures::p50_p99(values);
+            format!("{p50:.2} / {p99:.2}")
+        };
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} | {} | {} | {} |",
+            cell(&probe.publish),
+            cell(&probe.arrival),
+            cell(&probe.healthz),
+            cell(&probe.fresh_stream),
+            probe.rounds,
+            probe.failures
+        );
+    }
+    let _ = writeln!(out, "\n| hub | before | peak | {:.1} s after the attackers left |", soak.settled_seconds);
+    let _ = writeln!(out, "|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| descriptors | {} | {} | {} |",
+        soak.before.descriptors, soak.peak.descriptors, soak.after.descriptors
+    );
+    let mb = |bytes: u64| bytes as f64 / 1e6;
+    let _ = writeln!(
+        out,
+        "| RSS (MB) | {:.1} | {:.1} | {:.1} |",
+        mb(soak.before.rss_bytes),
+        mb(soak.peak.rss_bytes),
+        mb(soak.after.rss_bytes)
+    );
+    if !soak.rss_back() {
+        let _ = writeln!(
+            out,
+            "\nRSS had not fallen back {:.0} s after the attackers left: {:.1} MB above the start.",
+            soak.settled_seconds,
+            mb(soak.after.rss_bytes.saturating_sub(soak.before.rss_bytes))
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nBackground broadcasts: {} accepted, {} refused or timed out.",
+        soak.background_accepted, soak.background_failed
+    );
+    let reconnects = soak.quiet.publisher_reconnects + soak.attacked.publisher_reconnects;
+    if reconnects > 0 {
+        let _ = writeln!(
+            out,
+            "The hub closed the probe's kept-alive publishing connection {reconnects} times; each time the publish was retried once on a new one."
+        );
+    }
+    for probe in [&soak.quiet, &soak.attacked] {
+        if let Some(failure) = &probe.first_failure {
+            let _ = writeln!(out, "First failed probe: {failure}.");
+        }
+    }
 }
 
 /// An SVG line chart of the median broadcast p50 latency against the number of subscribers.
@@ -214,4 +325,20 @@ pub fn chart(results: &Results, kinds: &[Kind], sizes: &[usize]) -> String {
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{markdown, Results};
+    use crate::target::Kind;
+
+    /// A run of the soak alone has no scenario table, and a run without the soak no soak section.
+    #[test]
+    fn sections_follow_what_ran() {
+        let results = Results::default();
+        let with_reps = markdown(&results, &[Kind::Tidings], 100, 0, 1);
+        assert!(with_reps.contains("| hub |") && !with_reps.contains("## Soak"));
+        let without = markdown(&results, &[Kind::Tidings], 100, 0, 0);
+        assert!(!without.contains("| hub |"));
+    }
 }

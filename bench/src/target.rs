@@ -37,11 +37,13 @@ pub struct Running {
     _prefix: Option<TempPrefix>,
 }
 
-fn tidings_node(tidings: &Path, addr: SocketAddr, redis: Option<&str>) -> std::io::Result<Child> {
+/// A Tidings node on `addr`, with `extra` flags after the bench's own.
+fn tidings_node(tidings: &Path, addr: SocketAddr, redis: Option<&str>, extra: &[String]) -> std::io::Result<Child> {
     let mut command = Command::new(tidings);
     command
         .args(["--addr", &addr.to_string(), "--tick-interval", "0", "--keep-alive", "0", "--stream-timeout", "0"])
-        .args(["--max-connections-per-user", "100000", "--history", "100000"]);
+        .args(["--max-connections-per-user", "100000", "--history", "100000"])
+        .args(extra);
     if let Some(url) = redis {
         command.args(["--redis-url", url]);
     }
@@ -67,12 +69,13 @@ impl Drop for TempPrefix {
     }
 }
 
-/// Starts `kind` on `port` (and the ports after it) and waits until it answers.
-pub async fn start(kind: Kind, port: u16, tidings: &Path, root: &Path) -> std::io::Result<Running> {
+/// Starts `kind` on `port` (and the ports after it) and waits until it answers; Tidings nodes
+/// get the flags in `extra` too.
+pub async fn start(kind: Kind, port: u16, tidings: &Path, root: &Path, extra: &[String]) -> std::io::Result<Running> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let running = match kind {
         Kind::Tidings => {
-            let child = tidings_node(tidings, addr, None)?;
+            let child = tidings_node(tidings, addr, None, extra)?;
             Running { kind, addr, nodes: vec![addr], children: vec![child], _prefix: None }
         }
         Kind::Cluster => {
@@ -90,8 +93,8 @@ pub async fn start(kind: Kind, port: u16, tidings: &Path, root: &Path) -> std::i
             tokio::time::sleep(Duration::from_millis(300)).await;
             let url = format!("redis://127.0.0.1:{redis_port}");
             let second = SocketAddr::from(([127, 0, 0, 1], port + 500));
-            let a = tidings_node(tidings, addr, Some(&url))?;
-            let b = tidings_node(tidings, second, Some(&url))?;
+            let a = tidings_node(tidings, addr, Some(&url), extra)?;
+            let b = tidings_node(tidings, second, Some(&url), extra)?;
             // Redis last, so it outlives the nodes when they are stopped in order.
             Running {
                 kind,
