@@ -60,12 +60,12 @@ pub struct Config {
 
     /// A write to a connection that makes no progress for this long ends it (a reader that
     /// stopped reading).
-    #[arg(long, env = "TIDINGS_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "TIDINGS_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_limit)]
     pub write_timeout: Duration,
 
     /// Longest a TLS handshake or a request head may take to arrive, on a new connection or
     /// between requests on a kept-alive one.
-    #[arg(long, env = "TIDINGS_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "TIDINGS_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_limit)]
     pub header_timeout: Duration,
 
     /// A connection with no request in flight (and no stream) closes after this long (0 = never).
@@ -182,6 +182,14 @@ fn parse_token_ttl(text: &str) -> Result<Duration, String> {
     Ok(ttl)
 }
 
+/// A duration that bounds what a client may hold: never `0`, which would mean no time at all.
+fn parse_limit(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() => Err("this limit cannot be turned off; give a duration like 30s".into()),
+        d => Ok(d),
+    }
+}
+
 /// `Some(d)` for a timer that is on, `None` for `0`.
 pub fn timer(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
@@ -218,6 +226,7 @@ mod tests {
         assert_eq!(config.max_queue, 1_048_576);
         assert_eq!(config.write_timeout, Duration::from_secs(30));
         assert_eq!(config.header_timeout, Duration::from_secs(10));
+        assert!(Config::try_parse_from(["tidings", "--write-timeout", "0"]).is_err(), "a limit cannot be 0");
         assert_eq!(config.idle_timeout, Duration::from_secs(60));
         assert_eq!(config.max_request_connections, 64);
         let config = Config::parse_from(["tidings", "--history", "5", "--cors-origin", "http://a,http://b"]);

@@ -268,7 +268,7 @@ impl Hub {
         let frame = Bytes::from(sse::event(Some(&id), &request.event, &request.data));
         let mut reached = 0;
         let mut dropped = 0;
-        let State { users, connections, .. } = state;
+        let State { users, .. } = state;
         let mut deliver = |subscribers: &mut Vec<Arc<Subscriber>>| {
             subscribers.retain(|s| match s.outbox.push(&frame, max_queue) {
                 Ok(()) => {
@@ -292,8 +292,9 @@ impl Hub {
             }
         }
         if dropped > 0 {
+            // Still counted until their writers have closed their sockets (`unregister`), so
+            // the count never falls below the descriptors streams hold.
             users.retain(|_, subscribers| !subscribers.is_empty());
-            *connections -= dropped;
         }
         state.history.push(Stored { id, to: request.to, frame });
         if !live {
@@ -369,14 +370,12 @@ impl Hub {
 
     fn unregister(&self, user: &UserName, id: u64) {
         let mut state = self.state();
+        state.connections -= 1;
         let Some(subscribers) = state.users.get_mut(user) else { return };
-        let before = subscribers.len();
         subscribers.retain(|s| s.id != id);
-        let removed = before - subscribers.len();
         if subscribers.is_empty() {
             state.users.remove(user);
         }
-        state.connections -= removed;
     }
 
     /// Open streams per user, sorted by user.

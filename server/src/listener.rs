@@ -106,6 +106,7 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let admitted = tokio::select! {
             () = &mut shutdown => break,
+            () = stopping.cancelled() => break,
             admitted = gate.admit() => admitted,
         };
         let Some(slot) = admitted else {
@@ -148,9 +149,14 @@ async fn turn_away(mut tcp: TcpStream, cleartext: bool) {
             "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n{body}",
             body.len()
         );
-        let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(answer.as_bytes())).await;
+        let answered = async {
+            tcp.write_all(answer.as_bytes()).await?;
+            tcp.shutdown().await
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), answered).await;
+    } else {
+        tcp.reset_on_close();
     }
-    tcp.reset_on_close();
 }
 
 /// What every connection is served with.
@@ -286,8 +292,14 @@ async fn read_head<S: Socket>(socket: &mut S, buf: &mut BytesMut) -> io::Result<
         if buf.len() == buf.capacity() {
             buf.reserve(buf.len());
         }
+        let before = buf.len();
         if socket.read_buf(buf).await? == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        // A head ends with a line: a head trickled a byte at a time is parsed once a line, not
+        // once a byte.
+        if !buf[before..].contains(&b'\n') && buf.len() < MAX_HEAD {
+            continue;
         }
         match parse(buf) {
             Some(first) => return Ok(first),

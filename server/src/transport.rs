@@ -165,13 +165,23 @@ impl Frames {
         Poll::Pending
     }
 
-    /// `Ready` once the stream must end whatever is being written: its deadline passed, or the
-    /// hub closed its outbox (a reader too far behind, or shutdown). Takes no frame.
+    /// `Ready` once the stream must end whatever is being written: its deadline passed, or its
+    /// reader fell too far behind. Takes no frame. (At shutdown the write under way finishes.)
     fn poll_cut(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.deadline.as_mut().is_some_and(|d| d.as_mut().poll(cx).is_ready()) {
             return Poll::Ready(());
         }
-        self.subscription.poll_closed(cx)
+        self.subscription.poll_overflowed(cx)
+    }
+
+    /// Why a stream whose frames ran out ended: cut off (its reader fell too far behind), or a
+    /// clean end (deadline, expiry, shutdown).
+    fn ended(&self) -> End {
+        if self.subscription.overflowed() {
+            End::Cut
+        } else {
+            End::Finished
+        }
     }
 }
 
@@ -193,6 +203,7 @@ pub async fn write_stream<S: Socket>(mut socket: S, head: &[u8], mut frames: Fra
         .await;
         end = Some(match more {
             Err(end) => end,
+            Ok(false) if frames.ended() == End::Cut => End::Cut,
             Ok(false) => match writer.write(&mut socket, &mut frames, &[], b"0\r\n\r\n", false).await {
                 Ok(()) => {
                     let _ = tokio::time::timeout(frames.write_timeout, socket.shutdown()).await;
@@ -245,7 +256,9 @@ impl WriteStall {
 
     /// A write is waiting: `Ready` once it has waited `timeout` since the last progress.
     pub fn poll_waiting(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let at = Instant::now() + self.timeout;
+        // A timeout too long for the clock never fires.
+        let now = Instant::now();
+        let at = now.checked_add(self.timeout).unwrap_or(now + Duration::from_secs(100 * 365 * 86_400));
         let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
         if !self.armed {
             timer.as_mut().reset(at);
@@ -319,7 +332,10 @@ impl Writer {
                 }
             }
             match Pin::new(&mut *socket).poll_flush(cx) {
-                Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => {
+                    self.stall.progressed();
+                    Poll::Ready(Ok(()))
+                }
                 Poll::Ready(Err(_)) => Poll::Ready(Err(End::ReaderLeft)),
                 Poll::Pending => self.stall.poll_waiting(cx).map(|()| Err(End::Stalled)),
             }
@@ -365,38 +381,62 @@ fn size_line(mut length: usize) -> ([u8; 18], usize) {
 
 /// A stream's body for hyper, which writes it itself. A task moves the frames into a one-place
 /// channel that hyper drains as it writes, and applies the same ends as [`write_stream`]: a
-/// frame that hyper does not take within the write timeout ends the stream, as does a reader
-/// too far behind, the deadline or shutdown, whether or not hyper is polling the body.
+/// batch that hyper does not take within the write timeout ends the stream, as does a reader
+/// too far behind, the deadline or shutdown, whether or not hyper is polling the body. Any end
+/// but a clean one is an error of the body, so hyper aborts it (HTTP/1.1: the connection;
+/// HTTP/2: the stream) instead of ending it as if nothing were missing.
 pub fn body(mut frames: Frames) -> Body {
     let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(1);
+    let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cut_by_task = Arc::clone(&cut);
     tokio::spawn(async move {
         let timeout = frames.write_timeout;
         let mut batch = Vec::new();
-        loop {
-            let more = tokio::select! {
-                more = std::future::poll_fn(|cx| frames.poll_take(cx, &mut batch)) => more,
-                () = sender.closed() => return,
-            };
-            if !more {
-                return;
-            }
-            for frame in batch.drain(..) {
+        let clean = async {
+            loop {
+                if !std::future::poll_fn(|cx| frames.poll_take(cx, &mut batch)).await {
+                    return frames.ended() == End::Finished;
+                }
+                let chunk = concat(&mut batch);
                 let sent = tokio::select! {
                     biased;
                     () = std::future::poll_fn(|cx| frames.poll_cut(cx)) => false,
-                    sent = tokio::time::timeout(timeout, sender.send(frame)) => matches!(sent, Ok(Ok(()))),
+                    sent = tokio::time::timeout(timeout, sender.send(chunk)) => matches!(sent, Ok(Ok(()))),
                 };
                 if !sent {
-                    return;
+                    return false;
                 }
             }
+        };
+        let clean = tokio::select! {
+            clean = clean => clean,
+            () = sender.closed() => true,
+        };
+        cut_by_task.store(!clean, std::sync::atomic::Ordering::Release);
+    });
+    let frames = futures::stream::unfold((receiver, cut), |(mut receiver, cut)| async move {
+        match receiver.recv().await {
+            Some(chunk) => Some((Ok(chunk), (receiver, cut))),
+            // Once: hyper stops at the error.
+            None if cut.swap(false, std::sync::atomic::Ordering::AcqRel) => {
+                Some((Err(io::Error::other("the stream was cut off")), (receiver, cut)))
+            }
+            None => None,
         }
     });
-    let frames = futures::stream::unfold(receiver, |mut receiver| async move {
-        let frame = receiver.recv().await?;
-        Some((Ok::<_, std::convert::Infallible>(frame), receiver))
-    });
     Body::from_stream(frames)
+}
+
+/// The frames taken at once, as one chunk (one frame is passed on as it is).
+fn concat(batch: &mut Vec<Bytes>) -> Bytes {
+    if batch.len() == 1 {
+        return batch.pop().unwrap_or_default();
+    }
+    let mut chunk = bytes::BytesMut::with_capacity(batch.iter().map(Bytes::len).sum());
+    for frame in batch.drain(..) {
+        chunk.extend_from_slice(&frame);
+    }
+    chunk.freeze()
 }
 
 #[cfg(test)]

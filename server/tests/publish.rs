@@ -236,7 +236,7 @@ fn error_of(answer: &str) -> String {
 /// declares 10 MB and never sends them gets its 401 at once, and the connection is closed.
 #[tokio::test]
 async fn unauthenticated_publishes_are_refused_before_the_body() {
-    let hub = start(&["--jwt-secret", "test-secret"]).await;
+    let hub = start(&["--jwt-secret", "a-test-secret-of-at-least-32-bytes!"]).await;
     let head = "POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n";
     let answer = exchange(&hub, &format!("{head}Content-Length: 10000000\r\n\r\n{{\"to\":"), common::PATIENCE).await;
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer:?}");

@@ -25,6 +25,8 @@ struct Pending {
     bytes: usize,
     /// The reader fell behind or the hub is shutting down: no more frames, ever.
     closed: bool,
+    /// Closed because the reader fell more than the limit behind (not by shutdown).
+    overflowed: bool,
     /// The stream is still replaying: pushes are taken as delivered and not queued.
     replaying: bool,
 }
@@ -54,6 +56,11 @@ impl Outbox {
         self.pending().closed
     }
 
+    /// Whether the outbox was closed because its reader fell too far behind.
+    pub fn overflowed(&self) -> bool {
+        self.pending().overflowed
+    }
+
     /// Bytes waiting for the reader.
     #[cfg(test)]
     pub fn queued(&self) -> usize {
@@ -72,7 +79,7 @@ impl Outbox {
                 return Ok(());
             }
             if pending.bytes + frame.len() > limit {
-                *pending = Pending { closed: true, ..Pending::default() };
+                *pending = Pending { closed: true, overflowed: true, ..Pending::default() };
                 drop(pending);
                 self.reader.wake();
                 return Err(Closed);
@@ -94,11 +101,12 @@ impl Outbox {
         self.reader.wake();
     }
 
-    /// `Ready` once the outbox is closed (its reader fell too far behind, or shutdown); takes
-    /// nothing, so a writer can watch for it in the middle of a write.
-    pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+    /// `Ready` once the outbox overflowed (its reader fell too far behind); takes nothing, so a
+    /// writer can watch for it in the middle of a write. A close at shutdown is not this: it
+    /// lets the write under way finish, then the stream ends cleanly.
+    pub fn poll_overflowed(&self, cx: &mut Context<'_>) -> Poll<()> {
         self.reader.register(cx.waker());
-        if self.pending().closed {
+        if self.pending().overflowed {
             Poll::Ready(())
         } else {
             Poll::Pending

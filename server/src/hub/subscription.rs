@@ -52,9 +52,14 @@ impl Subscription {
         self.subscriber.outbox.poll_take(cx, into)
     }
 
-    /// `Ready` once the hub has closed the stream (its reader fell too far behind, or shutdown).
-    pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.subscriber.outbox.poll_closed(cx)
+    /// `Ready` once the hub cut the stream off: its reader fell too far behind.
+    pub fn poll_overflowed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.subscriber.outbox.poll_overflowed(cx)
+    }
+
+    /// Whether the stream ended because its reader fell too far behind.
+    pub fn overflowed(&self) -> bool {
+        self.subscriber.outbox.overflowed()
     }
 }
 

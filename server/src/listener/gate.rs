@@ -139,8 +139,10 @@ impl Gate {
             }
             let now = self.now();
             self.open().entries.retain(|_, entry| {
+                // `busy` first: a request that ends in between then reads as busy, not long idle.
+                let free = entry.busy.load(Ordering::Acquire) == 0;
                 let idle_for = now.saturating_sub(entry.idle_since.load(Ordering::Acquire));
-                let stale = entry.busy.load(Ordering::Acquire) == 0 && idle_for >= idle;
+                let stale = free && idle_for >= idle;
                 if stale {
                     entry.close.cancel();
                 }
@@ -193,8 +195,10 @@ impl Busy {
     /// The request is an event stream: while it lasts, the connection leaves the cap.
     fn streaming(mut self) -> Busy {
         let inner = &self.slot.0;
-        if inner.entry.streams.fetch_add(1, Ordering::AcqRel) == 0 {
-            inner.gate.open().entries.remove(&inner.id);
+        if inner.entry.streams.fetch_add(1, Ordering::AcqRel) == 0
+            && inner.gate.open().entries.remove(&inner.id).is_some()
+        {
+            inner.gate.freed.notify_one();
         }
         self.streaming = true;
         self
