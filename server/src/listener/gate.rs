@@ -23,7 +23,7 @@ use tower::ServiceExt;
 /// How long a connection must have been idle before it is closed to make room: a client that
 /// connects sends its request at once, so this spares the connections of a reconnect storm
 /// that are merely waiting for their turn on the workers.
-const EVICT_AFTER: Duration = Duration::from_millis(200);
+const EVICT_AFTER: Duration = Duration::from_millis(20);
 /// How long a newcomer waits for room when every connection is busy, before it is turned away.
 const ADMIT_WAIT: Duration = Duration::from_secs(1);
 
