@@ -54,7 +54,7 @@ pub struct Config {
     pub max_connections_per_user: usize,
 
     /// Streams the hub holds at once; past it, 503. Default: what the file-descriptor limit allows,
-    /// less a reserve for publishers and operations.
+    /// less the request connections and a few descriptors for the hub itself.
     #[arg(long, env = "TIDINGS_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 
@@ -73,9 +73,10 @@ pub struct Config {
     pub idle_timeout: Duration,
 
     /// Connections that are not streams (publishers, the console, /healthz), at most; at the
-    /// cap the one idle longest is closed for a newcomer. Kept within the descriptor reserve.
-    #[arg(long, env = "TIDINGS_MAX_REQUEST_CONNECTIONS", default_value_t = crate::limits::REQUEST_CONNECTIONS)]
-    pub max_request_connections: usize,
+    /// cap the one idle longest is closed for a newcomer. Default: a sixteenth of the
+    /// descriptor limit (16 to 1,024), kept back from streams.
+    #[arg(long, env = "TIDINGS_MAX_REQUEST_CONNECTIONS")]
+    pub max_request_connections: Option<usize>,
 
     /// Largest event data, in bytes as sent; past it, 413.
     #[arg(long, env = "TIDINGS_MAX_DATA", default_value_t = 64 * 1024)]
@@ -228,7 +229,7 @@ mod tests {
         assert_eq!(config.header_timeout, Duration::from_secs(10));
         assert!(Config::try_parse_from(["tidings", "--write-timeout", "0"]).is_err(), "a limit cannot be 0");
         assert_eq!(config.idle_timeout, Duration::from_secs(60));
-        assert_eq!(config.max_request_connections, 64);
+        assert_eq!(config.max_request_connections, None);
         let config = Config::parse_from(["tidings", "--history", "5", "--cors-origin", "http://a,http://b"]);
         assert_eq!(config.history, 5);
         assert_eq!(Config::parse_from(["tidings", "--history-bytes", "4096"]).history_bytes, 4096);

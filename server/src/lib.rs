@@ -92,12 +92,14 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let max_connections = limits::max_connections(config.max_connections);
+    let budget = limits::budget(config.max_connections, config.max_request_connections);
+    let max_connections = budget.streams;
     let state = state(&config, max_connections).await?;
     let hub = state.hub.clone();
     tokio::spawn(ticker::run(hub.clone(), timer(config.tick_interval)));
     let router = routes::app(state, &config);
-    tracing::info!(addr = %listener.local_addr()?, max_connections, "listening");
+    let max_request_connections = budget.request_connections;
+    tracing::info!(addr = %listener.local_addr()?, max_connections, max_request_connections, "listening");
 
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
@@ -109,7 +111,7 @@ pub async fn serve(
         header_timeout: config.header_timeout,
         idle_timeout: timer(config.idle_timeout),
         write_timeout: config.write_timeout,
-        max_request_connections: config.max_request_connections.max(1),
+        max_request_connections,
         grace: SHUTDOWN_GRACE,
     };
     let served = listener::serve(listener, tls, router, hub.clone(), settings, shutdown).await;

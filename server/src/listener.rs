@@ -178,6 +178,7 @@ enum First {
 
 impl Served {
     async fn connection(self, tcp: TcpStream, slot: Slot, watcher: Watcher) {
+        let tcp = slot.watch(tcp);
         let Some(acceptor) = self.tls.clone() else {
             return self.socket(tcp, slot, watcher).await;
         };
@@ -203,9 +204,12 @@ impl Served {
             First::Hyper => Box::pin(self.hyper(socket, head, slot, watcher)).await,
             First::Stream(request) => {
                 drop(head);
+                // The router's time is the hub's, not the client's: the connection is busy.
+                let busy = slot.busy();
                 let Some((frames, response_head)) = Box::pin(self.open_stream(&mut socket, *request)).await else {
                     return;
                 };
+                drop(busy);
                 // The stream is counted by the hub from here; it no longer takes a request slot.
                 drop(slot);
                 transport::write_stream(socket, &response_head, frames).await;

@@ -178,16 +178,17 @@ fn issue(secret: &str, user: &str) -> String {
 }
 
 /// Started with a soft descriptor limit of 150 under a hard one of 300, the hub raises its soft
-/// limit and admits 300 - 100 streams; past them it answers 503 with the JSON error at once,
+/// limit and admits 300 streams less its request connections (18) and its own 36; past them it answers 503 with the JSON error at once,
 /// while publishing, `/healthz` and `/metrics` keep answering.
 #[tokio::test]
 async fn at_the_descriptor_limit_the_hub_stays_in_charge() {
     let (child, base, mut logs) = spawn_with_nofile("150:300", &["--keep-alive", "0"]).await;
     let listening: serde_json::Value = serde_json::from_str(&logs.recv().await.unwrap()).unwrap();
-    assert_eq!(listening["max_connections"], 200, "{listening}");
+    assert_eq!(listening["max_connections"], 246, "{listening}");
+    assert_eq!(listening["max_request_connections"], 18, "{listening}");
 
     let mut streams = Vec::new();
-    for i in 0..200 {
+    for i in 0..246 {
         let stream = reqwest::get(format!("{base}/stream-sse?user=u{i}")).await.unwrap();
         assert_eq!(stream.status(), 200, "stream {i}");
         streams.push(stream);
@@ -202,7 +203,7 @@ async fn at_the_descriptor_limit_the_hub_stays_in_charge() {
     let client = reqwest::Client::new();
     assert_eq!(client.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
     let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("tidings_connections 200\n"), "{metrics}");
+    assert!(metrics.contains("tidings_connections 246\n"), "{metrics}");
     let published = client
         .post(format!("{base}/api/events"))
         .json(&serde_json::json!({"to": "*", "data": "still publishing"}))
@@ -210,7 +211,7 @@ async fn at_the_descriptor_limit_the_hub_stays_in_charge() {
         .await
         .unwrap();
     assert_eq!(published.status(), 202);
-    assert_eq!(published.json::<serde_json::Value>().await.unwrap()["connections"], 200);
+    assert_eq!(published.json::<serde_json::Value>().await.unwrap()["connections"], 246);
     drop(streams);
     drop(child);
 }

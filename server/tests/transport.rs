@@ -466,6 +466,28 @@ async fn the_request_cap_makes_room_or_says_why() {
     setup.hub.stop().await;
 }
 
+/// A reconnect storm far past the request cap: 500 clients connect and send their stream
+/// requests before the hub has accepted any; every stream opens. The cap closes only
+/// connections seen waiting on their clients, never one the hub has not read yet or is still
+/// answering.
+#[tokio::test]
+async fn a_storm_of_streams_opens_past_the_request_cap() {
+    let setup = Setup::new(Kind::Direct, &["--max-request-connections", "4", "--keep-alive", "0"]).await;
+    let mut storm = Vec::new();
+    for i in 0..500 {
+        let mut raw = setup.connect(false).await;
+        raw.send(&format!("GET /stream-sse?user=u{i} HTTP/1.1\r\nHost: x\r\n\r\n")).await;
+        storm.push(raw);
+    }
+    for raw in &mut storm {
+        let head = raw.head().await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+    }
+    setup.wait_streams(500).await;
+    drop(storm);
+    setup.hub.stop().await;
+}
+
 /// A refused stream on a fresh connection gets the router's JSON error with its length, and
 /// the connection is closed after it.
 #[tokio::test]

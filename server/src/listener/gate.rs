@@ -4,26 +4,37 @@
 //! nothing in flight: waiting for a first request, or between requests. A connection carrying an
 //! event stream through hyper (HTTP/2) leaves the cap while its streams are open, since the hub
 //! counts those.
+//!
+//! A connection only counts as idle once it has been seen waiting on its client: from accept
+//! until its task first reads, and while the router answers, it is the hub that is slow, and
+//! closing it then would turn away the clients of a reconnect storm for the hub's own delay.
 
+use crate::transport::Socket;
 use axum::body::{Body, Bytes};
 use axum::http::{header, Request, Response};
 use axum::Router;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-/// How long a connection must have been idle before it is closed to make room: a client that
-/// connects sends its request at once, so this spares the connections of a reconnect storm
-/// that are merely waiting for their turn on the workers.
+/// How long a connection must have waited on its client, with nothing of a request under way,
+/// before it is closed to make room: a client that connects sends its request at once.
 const EVICT_AFTER: Duration = Duration::from_millis(20);
+/// The same for a connection in the middle of a request head or a TLS handshake, counted from
+/// the last bytes it sent: a client under load may take a moment between two writes.
+const EVICT_PARTIAL_AFTER: Duration = Duration::from_millis(200);
+/// `idle_since` of a connection whose task has not yet looked at its socket.
+const UNSEEN: u64 = u64::MAX;
 /// How long a newcomer waits for room when every connection is busy, before it is turned away.
 const ADMIT_WAIT: Duration = Duration::from_secs(1);
 
@@ -48,12 +59,50 @@ struct Entry {
     busy: AtomicUsize,
     /// Event streams open on the connection, through hyper.
     streams: AtomicUsize,
-    /// When `busy` last fell to zero, in milliseconds since the gate's epoch.
+    /// Since when the connection has waited on its client (its last bytes, or `busy` falling to
+    /// zero), in milliseconds since the gate's epoch; [`UNSEEN`] until its task first reads.
     idle_since: AtomicU64,
+    /// Bytes of a request (or of a TLS handshake) arrived and no request has been served since.
+    partial: std::sync::atomic::AtomicBool,
+    /// The gate's epoch, for the socket's reads to tell the time.
+    epoch: Instant,
+    /// When the connection was admitted, in milliseconds since the epoch.
+    admitted: u64,
     /// Cancelled to close the connection.
     close: CancellationToken,
     /// False once the connection's slot is gone.
     alive: std::sync::atomic::AtomicBool,
+}
+
+fn millis_since(epoch: Instant) -> u64 {
+    epoch.elapsed().as_millis() as u64
+}
+
+impl Entry {
+    /// Whether the connection may be closed to make room: nothing in flight, seen waiting on
+    /// its client, and for long enough.
+    fn evictable(&self, now: u64) -> bool {
+        if self.busy.load(Ordering::Acquire) != 0 {
+            return false;
+        }
+        let since = self.idle_since.load(Ordering::Acquire);
+        let after = if self.partial.load(Ordering::Acquire) { EVICT_PARTIAL_AFTER } else { EVICT_AFTER };
+        since != UNSEEN && now.saturating_sub(since) >= after.as_millis() as u64
+    }
+
+    /// The connection's task read its socket: `heard` bytes, or found nothing there yet.
+    fn read(&self, heard: bool) {
+        let now = millis_since(self.epoch);
+        if heard {
+            if self.busy.load(Ordering::Acquire) == 0 {
+                self.partial.store(true, Ordering::Release);
+                self.idle_since.store(now, Ordering::Release);
+            }
+        } else {
+            // Only the first wait starts the clock; later ones do not restart it.
+            let _ = self.idle_since.compare_exchange(UNSEEN, now, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
 }
 
 impl Gate {
@@ -72,7 +121,7 @@ impl Gate {
     }
 
     fn now(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        millis_since(self.epoch)
     }
 
     /// A slot for a new connection. At the cap, the connection idle longest is closed to make
@@ -105,11 +154,9 @@ impl Gate {
             let idlest = open
                 .entries
                 .iter()
-                .filter(|(_, e)| e.busy.load(Ordering::Acquire) == 0)
-                .map(|(id, e)| (*id, e.idle_since.load(Ordering::Acquire)))
-                .filter(|&(_, since)| now.saturating_sub(since) >= EVICT_AFTER.as_millis() as u64)
-                .min_by_key(|&(_, since)| since)
-                .map(|(id, _)| id)?;
+                .filter(|(_, e)| e.evictable(now))
+                .min_by_key(|(_, e)| e.idle_since.load(Ordering::Acquire))
+                .map(|(id, _)| *id)?;
             if let Some(evicted) = open.entries.remove(&idlest) {
                 evicted.close.cancel();
             }
@@ -119,7 +166,10 @@ impl Gate {
         let entry = Arc::new(Entry {
             busy: AtomicUsize::new(0),
             streams: AtomicUsize::new(0),
-            idle_since: AtomicU64::new(self.now()),
+            idle_since: AtomicU64::new(UNSEEN),
+            partial: std::sync::atomic::AtomicBool::new(false),
+            epoch: self.epoch,
+            admitted: self.now(),
             close: CancellationToken::new(),
             alive: std::sync::atomic::AtomicBool::new(true),
         });
@@ -141,7 +191,10 @@ impl Gate {
             self.open().entries.retain(|_, entry| {
                 // `busy` first: a request that ends in between then reads as busy, not long idle.
                 let free = entry.busy.load(Ordering::Acquire) == 0;
-                let idle_for = now.saturating_sub(entry.idle_since.load(Ordering::Acquire));
+                // A connection not yet seen by its task counts from its admission.
+                let since = entry.idle_since.load(Ordering::Acquire);
+                let since = if since == UNSEEN { entry.admitted } else { since };
+                let idle_for = now.saturating_sub(since);
                 let stale = free && idle_for >= idle;
                 if stale {
                     entry.close.cancel();
@@ -178,15 +231,21 @@ impl Slot {
         self.0.entry.close.cancelled().await;
     }
 
+    /// The connection's socket, its reads telling the gate when the connection waits on its
+    /// client (see [`Watched`]).
+    pub fn watch<S>(&self, socket: S) -> Watched<S> {
+        Watched { socket, entry: Some(Arc::clone(&self.0.entry)) }
+    }
+
     /// Marks a request in flight until the guard drops.
-    fn busy(&self) -> Busy {
+    pub fn busy(&self) -> Busy {
         self.0.entry.busy.fetch_add(1, Ordering::AcqRel);
         Busy { slot: self.clone(), streaming: false }
     }
 }
 
 /// A request in flight on a connection, and whether it is an event stream.
-struct Busy {
+pub(super) struct Busy {
     slot: Slot,
     streaming: bool,
 }
@@ -215,8 +274,67 @@ impl Drop for Busy {
                 open.entries.insert(inner.id, Arc::clone(&inner.entry));
             }
         }
+        inner.entry.partial.store(false, Ordering::Release);
         inner.entry.idle_since.store(gate.now(), Ordering::Release);
         inner.entry.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A connection's socket that tells its gate entry what each read found. Once the connection
+/// has left the gate for good (it became a lean stream), the entry is let go at the next read.
+pub(super) struct Watched<S> {
+    socket: S,
+    entry: Option<Arc<Entry>>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.socket).poll_read(cx, buf);
+        if this.entry.as_ref().is_some_and(|e| !e.alive.load(Ordering::Acquire)) {
+            this.entry = None;
+        }
+        if let Some(entry) = &this.entry {
+            match &polled {
+                Poll::Pending => entry.read(false),
+                Poll::Ready(Ok(())) if buf.filled().len() > before => entry.read(true),
+                Poll::Ready(_) => {}
+            }
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().socket).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().socket).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.socket.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().socket).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().socket).poll_shutdown(cx)
+    }
+}
+
+impl<S: Socket> Socket for Watched<S> {
+    fn reset_on_close(&self) {
+        self.socket.reset_on_close();
     }
 }
 
@@ -289,19 +407,41 @@ mod tests {
     async fn the_cap_closes_the_idlest_or_refuses() {
         let gate = Gate::new(2);
         let first = gate.admit().await.unwrap();
+        first.0.entry.read(false);
         tokio::time::advance(Duration::from_millis(10)).await;
         let second = gate.admit().await.unwrap();
+        second.0.entry.read(false);
         let busy = second.busy();
         let started = Instant::now();
         let third = gate.admit().await.expect("the idle first makes room");
         assert!(started.elapsed() >= EVICT_AFTER - Duration::from_millis(10), "not before it idled a while");
         assert!(first.0.entry.close.is_cancelled(), "the idle one was closed");
         assert!(!second.0.entry.close.is_cancelled());
+        third.0.entry.read(false);
         let _busy_too = third.busy();
         assert!(gate.admit().await.is_none(), "every connection is busy");
         drop(busy);
         assert!(gate.admit().await.is_some(), "the second is idle again");
         drop(first);
+    }
+
+    /// A connection is not closed to make room before its task has looked at its socket, nor
+    /// in the middle of a head until it has been silent a while longer.
+    #[tokio::test(start_paused = true)]
+    async fn only_connections_seen_waiting_are_closed() {
+        let gate = Gate::new(1);
+        let unseen = gate.admit().await.unwrap();
+        assert!(gate.admit().await.is_none(), "a connection its task has not read yet stays");
+        assert!(!unseen.0.entry.close.is_cancelled());
+        unseen.0.entry.read(false);
+        unseen.0.entry.read(true);
+        tokio::time::advance(EVICT_AFTER).await;
+        assert!(!unseen.0.entry.evictable(gate.now()), "half a head: not yet");
+        let started = Instant::now();
+        let next = gate.admit().await.expect("a head that stopped for long makes room");
+        assert!(started.elapsed() >= EVICT_PARTIAL_AFTER - EVICT_AFTER - Duration::from_millis(10));
+        assert!(unseen.0.entry.close.is_cancelled());
+        drop(next);
     }
 
     /// A newcomer waiting at the cap gets the slot of a connection that closes.
