@@ -270,6 +270,13 @@ pub struct UserConnections {
     pub connections: usize,
 }
 
+/// One row of `GET /api/topics`: an exact topic at least one open stream subscribes to.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TopicStreams {
+    pub topic: String,
+    pub streams: usize,
+}
+
 /// `GET /api/info`: what the console needs to know about the hub.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HubInfo {
