@@ -9,8 +9,10 @@ use std::fmt;
 use std::str::FromStr;
 
 mod body;
+pub mod topic;
 
 pub use body::PublishBody;
+pub use topic::Topic;
 
 /// An event id, `<unix-millis>-<sequence>`: strictly increasing across the hub, so replay can
 /// compare ids instead of trusting clocks.
@@ -145,6 +147,15 @@ impl Recipients {
     /// large. Past it, the publish is refused.
     pub const MAX_NAMES: usize = 10_000;
 
+    /// No user by name: an event addressed by topic only.
+    pub fn nobody() -> Self {
+        Recipients::Users(Vec::new())
+    }
+
+    pub fn is_nobody(&self) -> bool {
+        matches!(self, Recipients::Users(users) if users.is_empty())
+    }
+
     pub fn includes(&self, user: &UserName) -> bool {
         match self {
             Recipients::All => true,
@@ -205,10 +216,14 @@ fn too_many_names(listed: usize, max_names: usize) -> String {
 }
 
 /// One event as a publisher asks for it: the body of `POST /api/events` (or one element of a
-/// batch).
+/// batch). It reaches the streams of the users in `to` and the streams whose selectors match
+/// one of its `topics`; at least one of the two names someone.
 #[derive(Clone, PartialEq, Debug)]
 pub struct PublishRequest {
+    /// The users it is for; an empty list when it is addressed by topic only.
     pub to: Recipients,
+    /// What it is about, deduplicated, in the order given.
+    pub topics: Vec<Topic>,
     pub event: EventName,
     /// The text of the `data:` lines: a JSON string as-is, any other JSON value compact.
     pub data: String,
@@ -217,7 +232,14 @@ pub struct PublishRequest {
 impl PublishRequest {
     /// The request as JSON, as stores keep it; [`PublishRequest::from_json`] reads it back.
     pub fn to_json(&self) -> Value {
-        serde_json::json!({ "to": self.to.to_json(), "event": self.event.as_str(), "data": self.data })
+        let mut json = serde_json::json!({ "event": self.event.as_str(), "data": self.data });
+        if !self.to.is_nobody() {
+            json["to"] = self.to.to_json();
+        }
+        if !self.topics.is_empty() {
+            json["topic"] = topic::to_json(&self.topics);
+        }
+        json
     }
 
     /// Validates a parsed JSON body, with an error message fit to show the publisher.
@@ -233,13 +255,17 @@ impl PublishRequest {
 
     fn from_json_within(value: &Value, max_names: usize) -> Result<Self, String> {
         let Value::Object(fields) = value else {
-            return Err("an event must be a JSON object with `to`, `event` and `data`".into());
+            return Err("an event must be a JSON object with `to` or `topic`, `event` and `data`".into());
         };
-        if let Some(unknown) = fields.keys().find(|k| !matches!(k.as_str(), "to" | "event" | "data")) {
-            return Err(format!("unknown field `{unknown}`; expected `to`, `event` and `data`"));
+        if let Some(unknown) = fields.keys().find(|k| !matches!(k.as_str(), "to" | "topic" | "event" | "data")) {
+            return Err(format!("unknown field `{unknown}`; expected `to`, `topic`, `event` and `data`"));
         }
-        let to = fields.get("to").ok_or("missing field `to`")?;
-        let to = Recipients::from_json(to, max_names)?;
+        let topics = fields.get("topic").map(topic::from_json).transpose()?.unwrap_or_default();
+        let to = match fields.get("to") {
+            Some(to) => Recipients::from_json(to, max_names)?,
+            None if !topics.is_empty() => Recipients::nobody(),
+            None => return Err("missing field `to` (or `topic`): an event needs users or topics".into()),
+        };
         let event = match fields.get("event") {
             None | Some(Value::Null) => EventName::message(),
             Some(Value::String(name)) => EventName::new(name.as_str())?,
@@ -249,7 +275,7 @@ impl PublishRequest {
             Value::String(text) => text.clone(),
             other => other.to_string(),
         };
-        Ok(PublishRequest { to, event, data })
+        Ok(PublishRequest { to, topics, event, data })
     }
 }
 
@@ -359,6 +385,12 @@ mod tests {
         assert_eq!(PublishRequest::from_json(&many.to_json()).unwrap(), many, "stores read back what they wrote");
         assert_eq!(PublishRequest::from_json(&all.to_json()).unwrap(), all);
         assert_eq!(many.to, Recipients::Users(vec![UserName::new("a").unwrap(), UserName::new("b").unwrap()]));
+        let topical = PublishRequest::from_json(&json!({"topic": ["t1", "t2"], "data": 1})).unwrap();
+        assert!(topical.to.is_nobody() && topical.topics.len() == 2);
+        assert_eq!(topical.to_json(), json!({"topic": ["t1", "t2"], "event": "message", "data": "1"}));
+        assert_eq!(PublishRequest::from_json(&topical.to_json()).unwrap(), topical);
+        let both = PublishRequest::from_json(&json!({"to": "a", "topic": "t", "data": 1})).unwrap();
+        assert_eq!(PublishRequest::from_json(&both.to_json()).unwrap(), both);
     }
 
     /// A `to` list keeps each name once, where it first appeared.
@@ -401,6 +433,7 @@ mod tests {
         let cases = [
             (json!([]), "JSON object"),
             (json!({"data": 1}), "missing field `to`"),
+            (json!({"topic": [], "to": "a", "data": 1}), "at least one topic"),
             (json!({"to": "", "data": 1}), "empty"),
             (json!({"to": [], "data": 1}), "at least one"),
             (json!({"to": 5, "data": 1}), "`to` must be"),

@@ -92,7 +92,8 @@ struct Keys {
 /// Whom a stream is for, and when it must end (when its credential stops being valid).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Listener {
-    pub user: UserName,
+    /// `None`: an anonymous stream (topics only, auth off).
+    pub user: Option<UserName>,
     pub expires: Option<Deadline>,
 }
 
@@ -184,16 +185,18 @@ impl Auth {
         scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
     }
 
-    /// Decides whom a stream is for. An open hub takes the `user` parameter (or `default_user`);
+    /// Decides whom a stream is for. An open hub takes the `user` parameter (or `default_user`,
+    /// or nobody);
     /// with auth on, the user comes from the token or ticket and a differing `user` is 403.
     pub fn stream_listener(
         &self,
         headers: &HeaderMap,
         credentials: StreamCredentials<'_>,
-        default_user: &str,
+        default_user: Option<&str>,
     ) -> Result<Listener, AppError> {
         let Some(keys) = &self.keys else {
-            let user = UserName::new(credentials.user.unwrap_or(default_user)).map_err(AppError::BadRequest)?;
+            let user =
+                credentials.user.or(default_user).map(UserName::new).transpose().map_err(AppError::BadRequest)?;
             return Ok(Listener { user, expires: None });
         };
         let (user, expires) = if let Some(ticket) = credentials.ticket {
@@ -212,7 +215,7 @@ impl Auth {
                 return Err(AppError::Forbidden("the credential is for another user".into()));
             }
         }
-        Ok(Listener { user, expires: Some(expires) })
+        Ok(Listener { user: Some(user), expires: Some(expires) })
     }
 
     /// 401 without a valid bearer token, 403 for one without `"publish": true`.
@@ -335,11 +338,11 @@ mod tests {
         let exp = unix_now() + 60;
         let token = issue_token(SECRET, &Claims { sub: Some("amy".into()), exp, publish: false }).unwrap();
         let creds = StreamCredentials { user: None, token: Some(&token), ticket: None };
-        let listener = auth.stream_listener(&HeaderMap::new(), creds, "empty").unwrap();
+        let listener = auth.stream_listener(&HeaderMap::new(), creds, Some("empty")).unwrap();
         assert_eq!(listener.expires, Some(UNIX_EPOCH + Duration::from_secs(exp + 5)));
         let ticket = auth.issue_ticket(&bearer(&token)).unwrap();
         let creds = StreamCredentials { user: None, token: None, ticket: Some(&ticket) };
-        let listener = auth.stream_listener(&HeaderMap::new(), creds, "empty").unwrap();
+        let listener = auth.stream_listener(&HeaderMap::new(), creds, Some("empty")).unwrap();
         assert_eq!(listener.expires, Some(UNIX_EPOCH + Duration::from_secs(exp + 5)), "a ticket's stream too");
     }
 
@@ -362,7 +365,7 @@ mod tests {
             assert_eq!(status(auth.require_publisher(&bearer(&token))), 401, "{exp}");
             assert_eq!(status(auth.issue_ticket(&bearer(&token))), 401, "{exp}");
             let creds = StreamCredentials { user: None, token: Some(&token), ticket: None };
-            assert_eq!(status(auth.stream_listener(&HeaderMap::new(), creds, "empty")), 401, "{exp}");
+            assert_eq!(status(auth.stream_listener(&HeaderMap::new(), creds, Some("empty"))), 401, "{exp}");
         }
         let latest = issue_token(SECRET, &Claims { sub: None, exp: MAX_EXP, publish: true }).unwrap();
         assert_eq!(status(auth.require_publisher(&bearer(&latest))), 200);
@@ -389,14 +392,14 @@ mod tests {
         fn with<'a>(ticket: &'a str, user: Option<&'a str>) -> StreamCredentials<'a> {
             StreamCredentials { user, token: None, ticket: Some(ticket) }
         }
-        let listener = auth.stream_listener(&HeaderMap::new(), with(&ticket, None), "empty").unwrap();
-        assert_eq!(listener.user.as_str(), "amy");
-        assert_eq!(status(auth.stream_listener(&HeaderMap::new(), with(&ticket, None), "empty")), 401);
+        let listener = auth.stream_listener(&HeaderMap::new(), with(&ticket, None), Some("empty")).unwrap();
+        assert_eq!(listener.user.unwrap().as_str(), "amy");
+        assert_eq!(status(auth.stream_listener(&HeaderMap::new(), with(&ticket, None), Some("empty"))), 401);
         let other = auth.issue_ticket(&bearer(&token(Some("amy"), 60, false))).unwrap();
-        assert_eq!(status(auth.stream_listener(&HeaderMap::new(), with(&other, Some("bob")), "empty")), 403);
-        let listener = auth.stream_listener(&HeaderMap::new(), with(&other, Some("amy")), "empty");
-        assert_eq!(listener.unwrap().user.as_str(), "amy", "the 403 left the ticket unspent");
-        assert_eq!(status(auth.stream_listener(&HeaderMap::new(), with("garbage", None), "empty")), 401);
+        assert_eq!(status(auth.stream_listener(&HeaderMap::new(), with(&other, Some("bob")), Some("empty"))), 403);
+        let listener = auth.stream_listener(&HeaderMap::new(), with(&other, Some("amy")), Some("empty"));
+        assert_eq!(listener.unwrap().user.unwrap().as_str(), "amy", "the 403 left the ticket unspent");
+        assert_eq!(status(auth.stream_listener(&HeaderMap::new(), with("garbage", None), Some("empty"))), 401);
     }
 
     /// A ticket past its lifetime is refused.
@@ -405,7 +408,7 @@ mod tests {
         let auth = Auth::with_secret(SECRET, Duration::ZERO);
         let ticket = auth.issue_ticket(&bearer(&token(Some("amy"), 60, false))).unwrap();
         let creds = StreamCredentials { user: None, token: None, ticket: Some(&ticket) };
-        assert_eq!(status(auth.stream_listener(&HeaderMap::new(), creds, "empty")), 401);
+        assert_eq!(status(auth.stream_listener(&HeaderMap::new(), creds, Some("empty"))), 401);
     }
 
     /// One user at its ticket cap gets 429, and another user still gets a ticket.

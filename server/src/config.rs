@@ -33,6 +33,11 @@ pub struct Config {
     #[arg(long, env = "TIDINGS_HISTORY_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub history_bytes: usize,
 
+    /// Kept events older than this are evicted (0 = kept by --history and --history-bytes only);
+    /// a client resuming from an id evicted by age gets the `gap` event.
+    #[arg(long, env = "TIDINGS_HISTORY_TTL", default_value = "0s", value_parser = parse_duration)]
+    pub history_ttl: Duration,
+
     /// Reconnection delay sent to clients as `retry:`.
     #[arg(long, env = "TIDINGS_RETRY", default_value = "3s", value_parser = parse_duration)]
     pub retry: Duration,
@@ -218,6 +223,7 @@ mod tests {
         assert_eq!(config.addr.to_string(), "127.0.0.1:8080");
         assert_eq!(config.history, 10_000);
         assert_eq!(config.history_bytes, 64 * 1024 * 1024);
+        assert_eq!(config.history_ttl, Duration::ZERO);
         assert_eq!(config.retry, Duration::from_secs(3));
         assert_eq!(config.keep_alive, Duration::from_secs(15));
         assert_eq!(config.stream_timeout, Duration::from_secs(60));

@@ -9,6 +9,7 @@
 //! - `outbox`: one stream's bounded queue of bytes.
 //! - `subscription`: one open stream as its writer sees it, and its replay, read from the
 //!   history part by part as the reader drains.
+//! - `selector`, `topics`: topic selectors, what a stream asks for, and the index by topic.
 //! - `file`: the embedded database store, with group commit.
 //! - `redis`: the cluster store on Redis Streams.
 
@@ -16,9 +17,11 @@ mod file;
 mod history;
 mod outbox;
 mod redis;
+pub mod selector;
 mod subscription;
+mod topics;
 
-use app::event::{EventId, EventName, GapNotice, PublishAck, PublishRequest, UserConnections, UserName};
+use app::event::{EventId, EventName, GapNotice, PublishAck, PublishRequest, TopicStreams, UserConnections, UserName};
 use app::sse;
 use bytes::{Bytes, BytesMut};
 use history::{History, Resume, Stored};
@@ -30,6 +33,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use subscription::Registration;
 pub use subscription::Subscription;
 use tokio_util::sync::CancellationToken;
+pub use topics::Interest;
+use topics::TopicIndex;
 
 /// Where the history lives, chosen at start-up.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +57,8 @@ pub struct HubSettings {
     pub history: usize,
     /// Bytes the kept events may cost (`--history-bytes`); whichever bound is hit first evicts.
     pub history_bytes: usize,
+    /// Kept events older than this are evicted (`--history-ttl`; `None`: kept by the bounds only).
+    pub history_ttl: Option<Duration>,
     pub retry: Duration,
     pub max_queue: usize,
     pub max_per_user: usize,
@@ -89,14 +96,21 @@ struct State {
     /// before its write commits).
     reserved: EventId,
     history: History,
+    /// The streams of each user.
     users: BTreeMap<UserName, Vec<Arc<Subscriber>>>,
+    /// The streams of each topic selector.
+    topics: TopicIndex,
     connections: usize,
     next_subscriber: u64,
+    /// Counts events applied: a stream that several lists reach is written once per event.
+    stamp: u64,
 }
 
 struct Subscriber {
     id: u64,
     outbox: Outbox,
+    /// The stamp of the last event written to this stream (only changed under the hub's lock).
+    stamp: AtomicU64,
 }
 
 /// Counters for `/metrics`.
@@ -134,8 +148,10 @@ impl Hub {
             reserved: start,
             history: History::new(settings.history, settings.history_bytes, start),
             users: BTreeMap::new(),
+            topics: TopicIndex::default(),
             connections: 0,
             next_subscriber: 0,
+            stamp: 0,
         };
         Hub {
             shared: Arc::new(Shared {
@@ -181,7 +197,8 @@ impl Hub {
         let state = self.state();
         // Under the lock, so no stream registers after its outbox could have been closed.
         self.shared.shutdown.cancel();
-        for subscriber in state.users.values().flatten() {
+        // A stream with a user and topics is in several lists; closing twice is harmless.
+        for subscriber in state.users.values().flatten().chain(state.topics.subscribers()) {
             subscriber.outbox.close();
         }
     }
@@ -264,20 +281,28 @@ impl Hub {
         }
         state.newest = id;
         state.reserved = state.reserved.max(id);
+        self.expire(state);
         let max_queue = self.shared.settings.max_queue;
         let frame = Bytes::from(sse::event(Some(&id), &request.event, &request.data));
+        state.stamp += 1;
+        let stamp = state.stamp;
         let mut reached = 0;
         let mut dropped = 0;
-        let State { users, .. } = state;
+        let State { users, topics, .. } = state;
         let mut deliver = |subscribers: &mut Vec<Arc<Subscriber>>| {
-            subscribers.retain(|s| match s.outbox.push(&frame, max_queue) {
-                Ok(()) => {
-                    reached += 1;
-                    true
+            subscribers.retain(|s| {
+                if s.stamp.swap(stamp, Ordering::Relaxed) == stamp {
+                    return true;
                 }
-                Err(_) => {
-                    dropped += 1;
-                    false
+                match s.outbox.push(&frame, max_queue) {
+                    Ok(()) => {
+                        reached += 1;
+                        true
+                    }
+                    Err(closed) => {
+                        dropped += usize::from(closed.overflowed_now);
+                        false
+                    }
                 }
             });
         };
@@ -291,12 +316,14 @@ impl Hub {
                 }
             }
         }
+        topics.matching(&request.topics, &mut deliver);
         if dropped > 0 {
             // Still counted until their writers have closed their sockets (`unregister`), so
             // the count never falls below the descriptors streams hold.
             users.retain(|_, subscribers| !subscribers.is_empty());
+            topics.prune();
         }
-        state.history.push(Stored { id, to: request.to, frame });
+        state.history.push(Stored { id, to: request.to, topics: request.topics, frame });
         if !live {
             return reached;
         }
@@ -310,17 +337,25 @@ impl Hub {
         reached
     }
 
-    /// Opens a stream for `user`: the preamble (retry, cursor, welcome), the replay after
-    /// `last_event_id`, then live events. Registration and the replay's first part happen under
-    /// one lock, so no event is missed or sent twice; a replay longer than `--max-queue` goes on
-    /// from the history as the reader drains it. The cursor comes before the welcome so that the
-    /// welcome already carries it as its `lastEventId`: a client resuming from the last event it
-    /// saw resumes from the cursor even if no other event came.
-    pub fn subscribe(&self, user: UserName, last_event_id: Option<&str>) -> Result<Subscription, SubscribeError> {
+    /// Evicts the kept events older than `--history-ttl`.
+    fn expire(&self, state: &mut State) {
+        if let Some(ttl) = self.shared.settings.history_ttl {
+            state.history.expire(now_millis().saturating_sub(ttl.as_millis() as u64));
+        }
+    }
+
+    /// Opens a stream for what `interest` asks: the preamble (retry, cursor, welcome), the
+    /// replay after `last_event_id`, then live events. Registration and the replay's first part
+    /// happen under one lock, so no event is missed or sent twice; a replay longer than
+    /// `--max-queue` goes on from the history as the reader drains it. The cursor comes before
+    /// the welcome so that the welcome already carries it as its `lastEventId`: a client
+    /// resuming from the last event it saw resumes from the cursor even if no other event came.
+    /// The welcome's data is the user's name (empty for an anonymous stream).
+    pub fn subscribe(&self, interest: Interest, last_event_id: Option<&str>) -> Result<Subscription, SubscribeError> {
         let settings = &self.shared.settings;
         let mut head = BytesMut::new();
         head.extend_from_slice(sse::retry(settings.retry.as_millis() as u64).as_bytes());
-        let welcome = sse::event(None, &EventName::message(), user.as_str());
+        let welcome = sse::event(None, &EventName::message(), interest.user.as_ref().map_or("", UserName::as_str));
 
         let mut state = self.state();
         if self.shared.shutdown.is_cancelled() {
@@ -329,10 +364,13 @@ impl Hub {
         if state.connections >= settings.max_connections {
             return Err(SubscribeError::HubFull);
         }
-        let held = state.users.get(&user).map_or(0, Vec::len);
-        if held >= settings.max_per_user {
-            return Err(SubscribeError::UserFull(settings.max_per_user));
+        if let Some(user) = &interest.user {
+            let held = state.users.get(user).map_or(0, Vec::len);
+            if held >= settings.max_per_user {
+                return Err(SubscribeError::UserFull(settings.max_per_user));
+            }
         }
+        self.expire(&mut state);
         head.extend_from_slice(sse::id_only(&state.newest).as_bytes());
         head.extend_from_slice(welcome.as_bytes());
         let mut replayed = Vec::new();
@@ -345,7 +383,7 @@ impl Hub {
                     state.history.floor()
                 }
             };
-            let part = state.history.replay(&user, after, settings.max_queue, &mut replayed);
+            let part = state.history.replay(&interest, after, settings.max_queue, &mut replayed);
             if !part.done {
                 replay = Some(part.last.unwrap_or(after));
             }
@@ -353,29 +391,44 @@ impl Hub {
         let id = state.next_subscriber;
         state.next_subscriber += 1;
         let outbox = if replay.is_some() { Outbox::replaying() } else { Outbox::default() };
-        let subscriber = Arc::new(Subscriber { id, outbox });
-        state.users.entry(user.clone()).or_default().push(Arc::clone(&subscriber));
+        let subscriber = Arc::new(Subscriber { id, outbox, stamp: AtomicU64::new(state.stamp) });
+        if let Some(user) = &interest.user {
+            state.users.entry(user.clone()).or_default().push(Arc::clone(&subscriber));
+        }
+        state.topics.add(&subscriber, &interest.selectors);
         state.connections += 1;
         drop(state);
 
-        tracing::info!(user = %user, "stream opened");
+        tracing::info!(user = %interest.label(), topics = interest.selectors.len(), "stream opened");
         replayed.insert(0, head.freeze());
         Ok(Subscription::new(
             replayed,
             replay,
             subscriber,
-            Registration { hub: self.clone(), user, id, opened: Instant::now() },
+            Registration { hub: self.clone(), interest, id, opened: Instant::now() },
         ))
     }
 
-    fn unregister(&self, user: &UserName, id: u64) {
+    fn unregister(&self, interest: &Interest, id: u64) {
         let mut state = self.state();
         state.connections -= 1;
+        state.topics.remove(id, &interest.selectors);
+        let Some(user) = &interest.user else { return };
         let Some(subscribers) = state.users.get_mut(user) else { return };
         subscribers.retain(|s| s.id != id);
         if subscribers.is_empty() {
             state.users.remove(user);
         }
+    }
+
+    /// Open streams per exact topic, sorted by topic.
+    pub fn topics(&self) -> Vec<TopicStreams> {
+        self.state().topics.exact_topics()
+    }
+
+    /// How many distinct exact topics open streams subscribe to.
+    pub fn topic_count(&self) -> usize {
+        self.state().topics.distinct()
     }
 
     /// Open streams per user, sorted by user.

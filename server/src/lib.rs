@@ -43,6 +43,7 @@ pub async fn state(config: &Config, max_connections: usize) -> std::io::Result<A
     let settings = HubSettings {
         history: config.history,
         history_bytes: config.history_bytes,
+        history_ttl: timer(config.history_ttl),
         retry: config.retry,
         max_queue: config.max_queue,
         max_per_user: config.max_connections_per_user,

@@ -2,7 +2,7 @@
 //!
 //! - `stream`: `GET /stream-sse`, the event streams.
 //! - `publish`: `POST /api/events`.
-//! - `ops`: `GET /api/users`, `/healthz`, `/metrics`.
+//! - `ops`: `GET /api/users`, `/api/topics`, `/healthz`, `/metrics`.
 
 mod ops;
 mod publish;
@@ -48,6 +48,7 @@ pub fn app(state: AppState, config: &Config) -> Router {
     let api = Router::new()
         .route("/events", post(publish::publish))
         .route("/users", get(ops::users))
+        .route("/topics", get(ops::topics))
         .route("/tickets", post(ops::ticket))
         .route("/info", get(ops::info))
         .fallback(|| async { AppError::NotFound("no such endpoint".into()) })

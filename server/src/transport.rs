@@ -451,13 +451,14 @@ mod tests {
         let settings = HubSettings {
             history: 8,
             history_bytes: 1 << 20,
+            history_ttl: None,
             retry: Duration::from_secs(3),
             max_queue: 1 << 20,
             max_per_user: 1,
             max_connections: 1,
         };
         let hub = Hub::new(settings);
-        let subscription = hub.subscribe(UserName::new("amy").unwrap(), None).unwrap();
+        let subscription = hub.subscribe(crate::hub::Interest::user(UserName::new("amy").unwrap()), None).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         let settings = StreamSettings { keep_alive: None, timeout: None, write_timeout: Duration::from_secs(30) };
         let mut frames = Frames::new(subscription, settings, Some(deadline));

@@ -30,6 +30,26 @@ async fn publish_on_one_node_receive_on_another() {
     b.stop().await;
 }
 
+/// Topics across nodes: published on one, received on another live, and replayed from the
+/// shared history on a node started later.
+#[tokio::test]
+async fn topics_across_nodes() {
+    let redis = RedisServer::start().await;
+    let a = start(&["--redis-url", &redis.url()]).await;
+    let b = start(&["--redis-url", &redis.url()]).await;
+    let mut on_b = b.subscribe("topic=orders%2F%7Bid%7D", None).await.welcomed().await;
+    let first = a.publish_id(json!({"topic": "orders/1", "data": "one"})).await;
+    let event = on_b.next().await;
+    assert_eq!((event.id.as_str(), event.data.as_str()), (first.as_str(), "one"));
+    let second = a.publish_id(json!({"topic": "orders/2", "to": "amy", "data": "two"})).await;
+    let c = start(&["--redis-url", &redis.url()]).await;
+    let mut on_c = c.subscribe("topic=orders%2F2", Some(&first)).await.welcomed().await;
+    assert_eq!(on_c.next().await.id, second);
+    for node in [a, b, c] {
+        node.stop().await;
+    }
+}
+
 /// A client that reconnects to another node replays from the shared history, exactly.
 #[tokio::test]
 async fn replay_across_nodes() {

@@ -31,6 +31,27 @@ async fn restart_replays_exactly() {
     hub.stop().await;
 }
 
+/// Topics survive a restart: a topic stream reconnecting with its Last-Event-ID gets exactly
+/// the topic events it missed, not the users'.
+#[tokio::test]
+async fn restart_replays_topics_exactly() {
+    let backend = Backend::new("file").await;
+    let hub = backend.start(&[]).await;
+    let seen = hub.publish_id(json!({"topic": "orders/1", "data": "seen"})).await;
+    hub.publish_id(json!({"to": "amy", "data": "amy's"})).await;
+    let missed = hub.publish_id(json!({"topic": ["orders/1", "orders/2"], "to": "bob", "data": "missed"})).await;
+    hub.stop().await;
+
+    let hub = backend.start(&[]).await;
+    let mut orders = hub.subscribe("topic=orders%2F1", Some(&seen)).await.welcomed().await;
+    let replay = orders.next().await;
+    assert_eq!((replay.id.as_str(), replay.data.as_str()), (missed.as_str(), "missed"));
+    assert!(!orders.raw().contains("event: gap"));
+    let (_, users) = hub.get_json("/api/users").await;
+    assert_eq!(users, json!([]));
+    hub.stop().await;
+}
+
 /// The retention limit holds across restarts.
 #[tokio::test]
 async fn retention_survives_restart() {

@@ -35,8 +35,10 @@ impl PublishBody {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Wire<'a> {
-    #[serde(borrow)]
-    to: &'a RawValue,
+    #[serde(default, borrow)]
+    to: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    topic: Option<&'a RawValue>,
     #[serde(default, borrow)]
     event: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -57,7 +59,27 @@ fn element(raw: &RawValue) -> Result<PublishRequest, String> {
 /// The request a well-shaped element asks for; `None` when its `to` or `data` is not of the
 /// usual kinds, for [`PublishRequest::from_json`] to explain.
 fn from_wire(wire: &Wire<'_>) -> Option<Result<PublishRequest, String>> {
-    let to = wire.to.get();
+    let topics = match wire.topic {
+        None => Vec::new(),
+        Some(raw) => match super::topic::from_json(&serde_json::from_str(raw.get()).ok()?) {
+            Ok(topics) => topics,
+            Err(e) => return Some(Err(e)),
+        },
+    };
+    let Some(to) = wire.to else {
+        // No `to`: the tree's rules (topic only, or a missing field) apply.
+        return if topics.is_empty() {
+            None
+        } else {
+            Some(Ok(PublishRequest {
+                to: Recipients::nobody(),
+                topics,
+                event: event_name(wire)?.ok()?,
+                data: data_text(wire.data)?,
+            }))
+        };
+    };
+    let to = to.get();
     let to = if to.starts_with('"') {
         let name: Cow<'_, str> = serde_json::from_str(to).ok()?;
         if name == "*" {
@@ -78,14 +100,18 @@ fn from_wire(wire: &Wire<'_>) -> Option<Result<PublishRequest, String>> {
         Ok(to) => to,
         Err(e) => return Some(Err(e)),
     };
-    let event = match &wire.event {
-        None => EventName::message(),
-        Some(name) => match EventName::new(name.as_ref()) {
-            Ok(name) => name,
-            Err(e) => return Some(Err(e)),
-        },
+    let event = match event_name(wire)? {
+        Ok(name) => name,
+        Err(e) => return Some(Err(e)),
     };
-    Some(Ok(PublishRequest { to, event, data: data_text(wire.data)? }))
+    Some(Ok(PublishRequest { to, topics, event, data: data_text(wire.data)? }))
+}
+
+fn event_name(wire: &Wire<'_>) -> Option<Result<EventName, String>> {
+    Some(match &wire.event {
+        None => Ok(EventName::message()),
+        Some(name) => EventName::new(name.as_ref()),
+    })
 }
 
 /// A `to` list as written, holding at most [`Recipients::MAX_NAMES`] names: past it the rest
@@ -168,6 +194,12 @@ mod tests {
             json!({"to": "amy", "data": 1, "extra": true}),
             json!("not an object"),
             json!({"to": "bell\u{7}", "data": 1}),
+            json!({"topic": "https://shop.example/orders/42", "data": 1}),
+            json!({"topic": ["a", "b", "a"], "to": "amy", "event": "x", "data": 1}),
+            json!({"topic": [], "data": 1}),
+            json!({"topic": 5, "data": 1}),
+            json!({"topic": "a", "event": "", "data": 1}),
+            json!({"topic": "a\u{7}", "data": 1}),
         ];
         for case in cases {
             let expected = PublishRequest::from_json(&case);

@@ -256,6 +256,7 @@ mod tests {
         let settings = HubSettings {
             history: 8,
             history_bytes: 1 << 20,
+            history_ttl: None,
             retry: std::time::Duration::from_secs(3),
             max_queue: 1 << 20,
             max_per_user: 1,

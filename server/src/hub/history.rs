@@ -1,9 +1,12 @@
 //! The retained events: the newest across all users, at most `capacity` of them and at most
-//! `max_bytes` of memory, in id order, each encoded once, indexed by user so a replay reads only
-//! the events it returns (a reconnect storm of thousands of clients must not scan the whole
-//! history once per client, under the hub's lock).
+//! `max_bytes` of memory (and, with a time to live, none older than it), in id order, each
+//! encoded once, indexed by user and by topic so a replay reads only the events it returns (a
+//! reconnect storm of thousands of clients must not scan the whole history once per client,
+//! under the hub's lock). A stream with `*` or a template reads the events that have topics and
+//! keeps those its selectors match.
 
-use app::event::{EventId, Recipients, UserName};
+use super::topics::Interest;
+use app::event::{EventId, Recipients, Topic};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 
@@ -12,6 +15,7 @@ use std::collections::{HashMap, VecDeque};
 pub(crate) struct Stored {
     pub id: EventId,
     pub to: Recipients,
+    pub topics: Vec<Topic>,
     pub frame: Bytes,
 }
 
@@ -32,9 +36,13 @@ pub(crate) struct History {
     /// front is evicted.
     first: u64,
     /// Positions of the events addressed to each user by name, oldest first.
-    by_user: HashMap<UserName, VecDeque<u64>>,
+    by_user: HashMap<app::event::UserName, VecDeque<u64>>,
     /// Positions of the broadcasts, oldest first.
     broadcasts: VecDeque<u64>,
+    /// Positions of the events about each topic, oldest first.
+    by_topic: HashMap<Topic, VecDeque<u64>>,
+    /// Positions of the events with any topic, oldest first.
+    topical: VecDeque<u64>,
     capacity: usize,
     /// The most the retained events may cost, in bytes (see [`cost`]).
     max_bytes: usize,
@@ -55,11 +63,12 @@ const RECIPIENT_OVERHEAD: usize = 64;
 /// The memory one retained event is counted for. Names count too: a `to` list of thousands of
 /// users can outweigh the frame.
 fn cost(stored: &Stored) -> usize {
-    let names = match &stored.to {
+    let names: usize = match &stored.to {
         Recipients::All => 0,
         Recipients::Users(users) => users.iter().map(|u| u.as_str().len() + RECIPIENT_OVERHEAD).sum(),
     };
-    stored.frame.len() + EVENT_OVERHEAD + names
+    let topics: usize = stored.topics.iter().map(|t| t.as_str().len() + RECIPIENT_OVERHEAD).sum();
+    stored.frame.len() + EVENT_OVERHEAD + names + topics
 }
 
 /// What [`History::replay`] appended.
@@ -69,6 +78,26 @@ pub(crate) struct Part {
     pub last: Option<EventId>,
     /// Whether it was everything held after the id asked for.
     pub done: bool,
+}
+
+/// Appends `position` to the list of `key`.
+fn index<K: std::hash::Hash + Eq + Clone>(map: &mut HashMap<K, VecDeque<u64>>, key: &K, position: u64) {
+    match map.get_mut(key) {
+        Some(positions) => positions.push_back(position),
+        None => {
+            map.insert(key.clone(), VecDeque::from([position]));
+        }
+    }
+}
+
+/// Drops the oldest position of `key` (the oldest event's, being evicted).
+fn unindex<K: std::hash::Hash + Eq>(map: &mut HashMap<K, VecDeque<u64>>, key: &K) {
+    if let Some(positions) = map.get_mut(key) {
+        positions.pop_front();
+        if positions.is_empty() {
+            map.remove(key);
+        }
+    }
 }
 
 /// No positions: the index of a user nothing is held for.
@@ -81,6 +110,8 @@ impl History {
             first: 0,
             by_user: HashMap::new(),
             broadcasts: VecDeque::new(),
+            by_topic: HashMap::new(),
+            topical: VecDeque::new(),
             capacity,
             max_bytes,
             bytes: 0,
@@ -96,27 +127,33 @@ impl History {
         let position = self.first + self.events.len() as u64;
         match &stored.to {
             Recipients::All => self.broadcasts.push_back(position),
-            Recipients::Users(users) => {
-                for user in users {
-                    match self.by_user.get_mut(user) {
-                        Some(positions) => positions.push_back(position),
-                        None => {
-                            self.by_user.insert(user.clone(), VecDeque::from([position]));
-                        }
-                    }
-                }
-            }
+            Recipients::Users(users) => users.iter().for_each(|user| index(&mut self.by_user, user, position)),
+        }
+        if !stored.topics.is_empty() {
+            self.topical.push_back(position);
+            stored.topics.iter().for_each(|topic| index(&mut self.by_topic, topic, position));
         }
         self.bytes += cost(&stored);
         self.events.push_back(stored);
         // Whichever bound is reached first; an event too large for the bytes alone goes at once.
         while self.events.len() > self.capacity || self.bytes > self.max_bytes {
-            let Some(evicted) = self.events.pop_front() else { break };
-            self.bytes -= cost(&evicted);
-            self.forget(&evicted);
-            self.first += 1;
-            self.floor = evicted.id;
+            self.evict_oldest();
         }
+    }
+
+    /// Evicts the events published before `before` (milliseconds since the epoch: an id's time).
+    pub fn expire(&mut self, before: u64) {
+        while self.events.front().is_some_and(|e| e.id.millis < before) {
+            self.evict_oldest();
+        }
+    }
+
+    fn evict_oldest(&mut self) {
+        let Some(evicted) = self.events.pop_front() else { return };
+        self.bytes -= cost(&evicted);
+        self.forget(&evicted);
+        self.first += 1;
+        self.floor = evicted.id;
     }
 
     /// Drops the oldest event's index entries (they are the oldest in each list).
@@ -125,16 +162,11 @@ impl History {
             Recipients::All => {
                 self.broadcasts.pop_front();
             }
-            Recipients::Users(users) => {
-                for user in users {
-                    if let Some(positions) = self.by_user.get_mut(user) {
-                        positions.pop_front();
-                        if positions.is_empty() {
-                            self.by_user.remove(user);
-                        }
-                    }
-                }
-            }
+            Recipients::Users(users) => users.iter().for_each(|user| unindex(&mut self.by_user, user)),
+        }
+        if !evicted.topics.is_empty() {
+            self.topical.pop_front();
+            evicted.topics.iter().for_each(|topic| unindex(&mut self.by_topic, topic));
         }
     }
 
@@ -156,29 +188,52 @@ impl History {
         self.floor
     }
 
-    /// The events for `user` (addressed to them or to all) with an id after `after`, in order:
-    /// the user's positions and the broadcasts', merged as they are read.
-    fn events_for<'a>(&'a self, user: &UserName, after: EventId) -> impl Iterator<Item = &'a Stored> + 'a {
+    /// The events `interest` wants with an id after `after`, in order, each once: the lists of
+    /// positions it draws on (its user's, the broadcasts', its topics' or every topical event,
+    /// filtered by its selectors), merged as they are read.
+    fn events_for<'a>(&'a self, interest: &'a Interest, after: EventId) -> impl Iterator<Item = &'a Stored> + 'a {
         let start = self.first + self.events.partition_point(|e| e.id <= after) as u64;
-        let from = |positions: &'a VecDeque<u64>| {
-            positions.range(positions.partition_point(|&p| p < start)..).copied().peekable()
-        };
-        let mut own = from(self.by_user.get(user).unwrap_or(&NONE));
-        let mut all = from(&self.broadcasts);
-        std::iter::from_fn(move || {
-            let next = match (own.peek(), all.peek()) {
-                (Some(a), Some(b)) if a < b => own.next(),
-                (Some(_), None) => own.next(),
-                _ => all.next(),
-            }?;
-            self.events.get((next - self.first) as usize)
+        let from = |positions: &'a VecDeque<u64>| positions.range(positions.partition_point(|&p| p < start)..).copied();
+        let mut lists: Vec<std::iter::Peekable<Box<dyn Iterator<Item = u64> + 'a>>> = Vec::new();
+        if let Some(user) = &interest.user {
+            lists.push(
+                (Box::new(from(self.by_user.get(user).unwrap_or(&NONE))) as Box<dyn Iterator<Item = u64>>).peekable(),
+            );
+            lists.push((Box::new(from(&self.broadcasts)) as Box<dyn Iterator<Item = u64>>).peekable());
+        }
+        if interest.has_patterns() {
+            let wanted = move |p: &u64| self.event(*p).is_some_and(|e| interest.wants_topic(&e.topics));
+            lists.push((Box::new(from(&self.topical).filter(wanted)) as Box<dyn Iterator<Item = u64>>).peekable());
+        } else {
+            for selector in &interest.selectors {
+                if let super::selector::Selector::Exact(topic) = selector {
+                    let positions = self.by_topic.get(topic).unwrap_or(&NONE);
+                    lists.push((Box::new(from(positions)) as Box<dyn Iterator<Item = u64>>).peekable());
+                }
+            }
+        }
+        let mut last = None;
+        std::iter::from_fn(move || loop {
+            let (at, _) =
+                lists.iter_mut().enumerate().filter_map(|(i, l)| Some((i, *l.peek()?))).min_by_key(|&(_, p)| p)?;
+            let next = lists[at].next()?;
+            // A position in several lists (an event for the user and about a topic) comes once.
+            if last == Some(next) {
+                continue;
+            }
+            last = Some(next);
+            return self.event(next);
         })
     }
 
-    /// Appends to `into` the frames for `user` after `after`, oldest first, shared with the
-    /// history, until they hold `budget` bytes (one frame at least).
-    pub fn replay(&self, user: &UserName, after: EventId, budget: usize, into: &mut Vec<Bytes>) -> Part {
-        let mut events = self.events_for(user, after).peekable();
+    fn event(&self, position: u64) -> Option<&Stored> {
+        self.events.get(position.checked_sub(self.first)? as usize)
+    }
+
+    /// Appends to `into` the frames `interest` wants after `after`, oldest first, shared with
+    /// the history, until they hold `budget` bytes (one frame at least).
+    pub fn replay(&self, interest: &Interest, after: EventId, budget: usize, into: &mut Vec<Bytes>) -> Part {
+        let mut events = self.events_for(interest, after).peekable();
         let (mut taken, mut last) = (0, None);
         while let Some(event) = events.next_if(|e| last.is_none() || taken + e.frame.len() <= budget) {
             taken += event.frame.len();
@@ -191,7 +246,9 @@ impl History {
 
 #[cfg(test)]
 mod tests {
+    use super::super::selector::Selector;
     use super::*;
+    use app::event::UserName;
 
     fn id(millis: u64) -> EventId {
         EventId { millis, seq: 0 }
@@ -199,13 +256,16 @@ mod tests {
 
     fn stored(millis: u64, to: &str) -> Stored {
         let to = if to == "*" { Recipients::All } else { Recipients::Users(vec![UserName::new(to).unwrap()]) };
-        Stored { id: id(millis), to, frame: Bytes::from(millis.to_string()) }
+        Stored { id: id(millis), to, topics: Vec::new(), frame: Bytes::from(millis.to_string()) }
     }
 
     fn replay(history: &History, user: &str, after: Option<EventId>) -> Vec<Bytes> {
-        let user = UserName::new(user).unwrap();
+        replay_for(history, &Interest::user(UserName::new(user).unwrap()), after)
+    }
+
+    fn replay_for(history: &History, interest: &Interest, after: Option<EventId>) -> Vec<Bytes> {
         let mut frames = Vec::new();
-        let part = history.replay(&user, after.unwrap_or(history.floor()), usize::MAX, &mut frames);
+        let part = history.replay(interest, after.unwrap_or(history.floor()), usize::MAX, &mut frames);
         assert!(part.done, "an unbounded replay takes everything");
         frames
     }
@@ -252,7 +312,7 @@ mod tests {
                 k => Recipients::Users(vec![UserName::new(names[k as usize % 3]).unwrap()]),
             };
             all.push((id(millis), to.clone()));
-            history.push(Stored { id: id(millis), to, frame: Bytes::from(millis.to_string()) });
+            history.push(Stored { id: id(millis), to, topics: Vec::new(), frame: Bytes::from(millis.to_string()) });
             let held = &all[all.len().saturating_sub(7)..];
             for name in names {
                 let user = UserName::new(name).unwrap();
@@ -308,7 +368,8 @@ mod tests {
     #[test]
     fn names_count_towards_the_bytes() {
         let names: Vec<UserName> = (0..1000).map(|i| UserName::new(format!("user-{i}")).unwrap()).collect();
-        let wide = Stored { id: id(2), to: Recipients::Users(names), frame: Bytes::from_static(b"x") };
+        let wide =
+            Stored { id: id(2), to: Recipients::Users(names), topics: Vec::new(), frame: Bytes::from_static(b"x") };
         assert!(cost(&wide) > 1000 * RECIPIENT_OVERHEAD);
         let mut history = History::new(100, 10 * 1024, id(1));
         history.push(wide);
@@ -324,7 +385,7 @@ mod tests {
         for millis in 10..20 {
             history.push(stored(millis, if millis % 3 == 0 { "*" } else { "a" }));
         }
-        let user = UserName::new("a").unwrap();
+        let user = Interest::user(UserName::new("a").unwrap());
         let (mut after, mut all) = (history.floor(), Vec::new());
         loop {
             let mut part = Vec::new();
@@ -340,5 +401,52 @@ mod tests {
         assert_eq!(all, expected);
         let mut none = Vec::new();
         assert_eq!(history.replay(&user, id(19), 5, &mut none), Part { last: None, done: true });
+    }
+
+    /// A stream's replay is exactly what it would have had live: its user's events, and the
+    /// events on topics its selectors match, each once, in order, through eviction and by age.
+    #[test]
+    fn topic_replays_agree_with_a_scan() {
+        let topic = |t: &str| Topic::new(t).unwrap();
+        let mut history = History::new(9, usize::MAX, id(0));
+        let mut all: Vec<(EventId, Recipients, Vec<Topic>)> = Vec::new();
+        let interests = [
+            Interest { user: None, selectors: vec![Selector::parse("/orders/1").unwrap()] },
+            Interest { user: None, selectors: vec![Selector::parse("/orders/{id}").unwrap()] },
+            Interest { user: None, selectors: vec![Selector::parse("*").unwrap()] },
+            Interest {
+                user: Some(UserName::new("a").unwrap()),
+                selectors: vec![Selector::parse("/orders/1").unwrap(), Selector::parse("/news").unwrap()],
+            },
+        ];
+        for millis in 1..=40u64 {
+            let (to, topics) = match millis % 6 {
+                0 => (Recipients::All, vec![]),
+                1 => (Recipients::nobody(), vec![topic("/orders/1"), topic("/news")]),
+                2 => (Recipients::Users(vec![UserName::new("a").unwrap()]), vec![topic("/orders/1")]),
+                3 => (Recipients::nobody(), vec![topic("/orders/2")]),
+                4 => (Recipients::Users(vec![UserName::new("b").unwrap()]), vec![]),
+                _ => (Recipients::nobody(), vec![topic("/other")]),
+            };
+            all.push((id(millis), to.clone(), topics.clone()));
+            history.push(Stored { id: id(millis), to, topics, frame: Bytes::from(millis.to_string()) });
+            let held = &all[all.len().saturating_sub(9)..];
+            for interest in &interests {
+                for after in [None, Some(id(millis.saturating_sub(4)))] {
+                    let expected: Vec<String> = held
+                        .iter()
+                        .filter(|(i, to, topics)| after.is_none_or(|a| *i > a) && interest.wants(to, topics))
+                        .map(|(i, _, _)| i.millis.to_string())
+                        .collect();
+                    assert_eq!(replay_for(&history, interest, after), expected, "{interest:?} after {after:?}");
+                }
+            }
+        }
+        assert!(history.by_topic.values().all(|p| p.len() <= 9) && history.topical.len() <= 9);
+        history.expire(38);
+        // 38 and 39 have topics; 40 is for b only.
+        assert_eq!(replay_for(&history, &interests[2], None), ["38", "39"]);
+        assert_eq!(history.floor(), id(37), "an id evicted by age is a gap");
+        assert_eq!(history.resume("36-0", id(40)), Resume::Gap);
     }
 }

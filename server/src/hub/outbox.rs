@@ -33,7 +33,10 @@ struct Pending {
 
 /// The stream's reader fell more than the limit behind, or the outbox was closed.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Closed;
+pub(crate) struct Closed {
+    /// This push overflowed it (it was open until now).
+    pub overflowed_now: bool,
+}
 
 impl Outbox {
     fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
@@ -73,7 +76,7 @@ impl Outbox {
         let was_empty = {
             let mut pending = self.pending();
             if pending.closed {
-                return Err(Closed);
+                return Err(Closed { overflowed_now: false });
             }
             if pending.replaying {
                 return Ok(());
@@ -82,7 +85,7 @@ impl Outbox {
                 *pending = Pending { closed: true, overflowed: true, ..Pending::default() };
                 drop(pending);
                 self.reader.wake();
-                return Err(Closed);
+                return Err(Closed { overflowed_now: true });
             }
             pending.frames.push(frame.clone());
             pending.bytes += frame.len();
@@ -170,7 +173,8 @@ mod tests {
     async fn a_full_outbox_cuts_the_reader_off() {
         let outbox = Outbox::default();
         outbox.push(&Bytes::from_static(&[b'x'; 8]), 10).unwrap();
-        assert_eq!(outbox.push(&Bytes::from_static(&[b'y'; 8]), 10), Err(Closed));
+        assert_eq!(outbox.push(&Bytes::from_static(&[b'y'; 8]), 10), Err(Closed { overflowed_now: true }));
+        assert_eq!(outbox.push(&Bytes::from_static(b"z"), 10), Err(Closed { overflowed_now: false }));
         assert_eq!(take(&outbox).await, None);
     }
 
@@ -189,7 +193,7 @@ mod tests {
     async fn close_ends_the_reader() {
         let outbox = Outbox::default();
         outbox.close();
-        assert_eq!(outbox.push(&Bytes::from_static(b"x"), 10), Err(Closed));
+        assert_eq!(outbox.push(&Bytes::from_static(b"x"), 10), Err(Closed { overflowed_now: false }));
         assert_eq!(take(&outbox).await, None);
     }
 }

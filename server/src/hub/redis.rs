@@ -41,11 +41,13 @@ fn io_error(e: impl std::fmt::Display) -> std::io::Error {
 fn decode(id: &str, fields: &std::collections::HashMap<String, redis::Value>) -> Option<(EventId, PublishRequest)> {
     let id = id.parse().ok()?;
     let text = |name: &str| fields.get(name).and_then(|v| redis::from_redis_value::<String>(v.clone()).ok());
-    let json = serde_json::json!({
-        "to": serde_json::from_str::<serde_json::Value>(&text("to")?).ok()?,
-        "event": text("event")?,
-        "data": text("data")?,
-    });
+    let mut json = serde_json::json!({ "event": text("event")?, "data": text("data")? });
+    // An event for topics only has no `to`; one for users only, no `topic`.
+    for field in ["to", "topic"] {
+        if let Some(value) = text(field) {
+            json[field] = serde_json::from_str::<serde_json::Value>(&value).ok()?;
+        }
+    }
     PublishRequest::from_stored(&json).ok().map(|request| (id, request))
 }
 
@@ -154,17 +156,14 @@ impl RedisStore {
     /// `XADD` of one event, trimming the stream to the retention limit.
     fn append(&self, request: &PublishRequest) -> redis::Cmd {
         let mut command = redis::cmd("XADD");
-        command
-            .arg(STREAM_KEY)
-            .arg("MAXLEN")
-            .arg(self.capacity.max(1))
-            .arg("*")
-            .arg("to")
-            .arg(request.to.to_json().to_string())
-            .arg("event")
-            .arg(request.event.as_str())
-            .arg("data")
-            .arg(&request.data);
+        command.arg(STREAM_KEY).arg("MAXLEN").arg(self.capacity.max(1)).arg("*");
+        if !request.to.is_nobody() {
+            command.arg("to").arg(request.to.to_json().to_string());
+        }
+        if !request.topics.is_empty() {
+            command.arg("topic").arg(app::event::topic::to_json(&request.topics).to_string());
+        }
+        command.arg("event").arg(request.event.as_str()).arg("data").arg(&request.data);
         command
     }
 

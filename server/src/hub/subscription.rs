@@ -7,7 +7,7 @@
 //! reaches the newest event the outbox goes live under the same lock, so nothing is doubled or
 //! skipped. A reader that never reads holds one part at most.
 
-use super::{gap_notice, EventId, Hub, Subscriber, UserName};
+use super::{gap_notice, EventId, Hub, Interest, Subscriber};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -43,8 +43,8 @@ impl Subscription {
             return Poll::Ready(true);
         }
         if let Some(after) = self.replay {
-            let Registration { hub, user, .. } = &self.registration;
-            self.replay = hub.replay_next(user, after, &self.subscriber, into);
+            let Registration { hub, interest, .. } = &self.registration;
+            self.replay = hub.replay_next(interest, after, &self.subscriber, into);
             if !into.is_empty() {
                 return Poll::Ready(true);
             }
@@ -64,27 +64,28 @@ impl Subscription {
 }
 
 impl Hub {
-    /// Moves the next part of a replay into `into`: `user`'s frames after `after`, up to
+    /// Moves the next part of a replay into `into`: the stream's frames after `after`, up to
     /// `--max-queue` bytes. Returns where the replay goes on, or `None` once it has caught up
     /// (the outbox is live from here) or the stream is closed. If `after` fell out of the
     /// history meanwhile, a `gap` comes first and the replay goes on from the oldest event held.
     fn replay_next(
         &self,
-        user: &UserName,
+        interest: &Interest,
         after: EventId,
         subscriber: &Subscriber,
         into: &mut Vec<Bytes>,
     ) -> Option<EventId> {
-        let state = self.state();
+        let mut state = self.state();
         if subscriber.outbox.is_closed() {
             return None;
         }
+        self.expire(&mut state);
         let mut after = after;
         if after < state.history.floor() {
             into.push(gap_notice(&after.to_string(), &state.history));
             after = state.history.floor();
         }
-        let part = state.history.replay(user, after, self.shared.settings.max_queue, into);
+        let part = state.history.replay(interest, after, self.shared.settings.max_queue, into);
         if part.done {
             subscriber.outbox.go_live();
             return None;
@@ -96,16 +97,16 @@ impl Hub {
 /// Removes a stream from the hub when it ends, whatever ended it, and logs how long it lived.
 pub(super) struct Registration {
     pub(super) hub: Hub,
-    pub(super) user: UserName,
+    pub(super) interest: Interest,
     pub(super) id: u64,
     pub(super) opened: Instant,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.hub.unregister(&self.user, self.id);
+        self.hub.unregister(&self.interest, self.id);
         let seconds = self.opened.elapsed().as_secs_f64();
-        tracing::info!(user = %self.user, duration_s = format_args!("{seconds:.3}"), "stream closed");
+        tracing::info!(user = %self.interest.label(), duration_s = format_args!("{seconds:.3}"), "stream closed");
     }
 }
 
@@ -113,7 +114,7 @@ impl Drop for Registration {
 mod tests {
     use super::super::{HubSettings, PublishRequest};
     use super::*;
-    use app::event::{EventName, Recipients};
+    use app::event::{EventName, Recipients, UserName};
     use app::sse::{ParsedEvent, Parser};
     use std::time::Duration;
 
@@ -121,6 +122,7 @@ mod tests {
         Hub::new(HubSettings {
             history,
             history_bytes: usize::MAX,
+            history_ttl: None,
             retry: Duration::from_secs(3),
             max_queue,
             max_per_user: 16,
@@ -130,12 +132,12 @@ mod tests {
 
     fn publish(hub: &Hub, to: &str, data: String) -> String {
         let to = if to == "*" { Recipients::All } else { Recipients::Users(vec![UserName::new(to).unwrap()]) };
-        let request = PublishRequest { to, event: EventName::message(), data };
+        let request = PublishRequest { to, topics: Vec::new(), event: EventName::message(), data };
         hub.publish_locked(&mut hub.state(), request).id
     }
 
-    fn amy() -> UserName {
-        UserName::new("amy").unwrap()
+    fn amy() -> Interest {
+        Interest::user(UserName::new("amy").unwrap())
     }
 
     /// One call of the writer: the frames it takes (none while nothing waits), `None` once the

@@ -1,8 +1,9 @@
-//! What operators and the console read: connected users, health and Prometheus metrics.
+//! What operators and the console read: connected users, subscribed topics, health and
+//! Prometheus metrics.
 
 use super::AppState;
 use crate::error::AppError;
-use app::event::UserConnections;
+use app::event::{TopicStreams, UserConnections};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -15,6 +16,13 @@ use std::sync::atomic::Ordering;
 pub async fn users(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Vec<UserConnections>>, AppError> {
     state.auth.require_publisher(&headers)?;
     Ok(Json(state.hub.users()))
+}
+
+/// `GET /api/topics`: `[{"topic": "...", "streams": n}]` for the exact topics open streams
+/// subscribe to, sorted by topic. A publisher's when auth is on.
+pub async fn topics(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Vec<TopicStreams>>, AppError> {
+    state.auth.require_publisher(&headers)?;
+    Ok(Json(state.hub.topics()))
 }
 
 /// `POST /api/tickets`: a one-time ticket for the bearer token's user.
@@ -49,6 +57,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
     };
     metric("tidings_connections", "gauge", "Open event streams.", hub.connections() as u64);
+    metric("tidings_topics", "gauge", "Distinct exact topics open streams subscribe to.", hub.topic_count() as u64);
     metric(
         "tidings_events_published_total",
         "counter",

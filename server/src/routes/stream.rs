@@ -1,4 +1,6 @@
-//! `GET /stream-sse?user=NAME[&lastEventId=ID]`: one user's event stream.
+//! `GET /stream-sse?user=NAME[&topic=SELECTOR...][&lastEventId=ID]`: a stream of one user's
+//! events and of the events on the topics its selectors match (a stream with topics and no user
+//! is anonymous when auth is off).
 //!
 //! The body is written straight from the hub's outbox, which already holds encoded frames: each
 //! event is encoded once for all streams. On an HTTP/1.1 connection whose first request this is,
@@ -8,8 +10,10 @@
 use super::AppState;
 use crate::auth::StreamCredentials;
 use crate::error::AppError;
-use crate::hub::SubscribeError;
+use crate::hub::selector::Selector;
+use crate::hub::{Interest, SubscribeError};
 use crate::transport::{self, Frames, TakeOver};
+use app::event::Topic;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, RawQuery, State};
@@ -44,7 +48,10 @@ pub async fn stream(
         token: query.token.as_deref(),
         ticket: query.ticket.as_deref(),
     };
-    let listener = state.auth.stream_listener(&headers, credentials, DEFAULT_USER)?;
+    let selectors = selectors(raw.as_deref().unwrap_or(""))?;
+    // The original client gives no user and means "empty"; a stream of topics means nobody.
+    let default_user = selectors.is_empty().then_some(DEFAULT_USER);
+    let listener = state.auth.stream_listener(&headers, credentials, default_user)?;
     let expires = listener.deadline();
     // The header a reconnecting browser sends wins over the query a page wrote.
     let last_event_id = headers
@@ -53,7 +60,8 @@ pub async fn stream(
         .or(query.last_event_id)
         .filter(|id| !id.is_empty());
 
-    let subscription = state.hub.subscribe(listener.user, last_event_id.as_deref()).map_err(|e| match e {
+    let interest = Interest { user: listener.user, selectors };
+    let subscription = state.hub.subscribe(interest, last_event_id.as_deref()).map_err(|e| match e {
         SubscribeError::UserFull(limit) => {
             AppError::TooManyRequests(format!("this user already has {limit} open streams"))
         }
@@ -74,6 +82,32 @@ pub async fn stream(
         (header::HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no")),
     ];
     Ok((headers, body).into_response())
+}
+
+/// The `topic` parameters, parsed, each once, at most [`Topic::MAX_PER_EVENT`]; a bad one is
+/// a 400 that names it.
+fn selectors(query: &str) -> Result<Vec<Selector>, AppError> {
+    let mut selectors: Vec<Selector> = Vec::new();
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if decode(name) != "topic" {
+            continue;
+        }
+        let selector = Selector::parse(&decode(value)).map_err(AppError::BadRequest)?;
+        if selectors.iter().any(|s| s.as_str() == selector.as_str()) {
+            continue;
+        }
+        if selectors.len() == Topic::MAX_PER_EVENT {
+            return Err(AppError::BadRequest(format!("a stream may ask for at most {} topics", Topic::MAX_PER_EVENT)));
+        }
+        selectors.push(selector);
+    }
+    Ok(selectors)
+}
+
+/// A query component as text (`+` is a space); [`require_utf8`] has refused what is not UTF-8.
+fn decode(part: &str) -> String {
+    percent_encoding::percent_decode_str(&part.replace('+', " ")).decode_utf8_lossy().into_owned()
 }
 
 /// The query decoder replaces bytes that are not UTF-8; a name must be UTF-8, so refuse them.
