@@ -1,6 +1,8 @@
 //! Who may listen and who may publish. Off by default (an open hub for development); on with
-//! `--jwt-secret`, tokens are HS256 JWTs: `sub` names the subscriber, `"publish": true` marks a
-//! publisher. A token is valid until `exp` plus 5 s of leeway, to the millisecond: accepted
+//! `--jwt-secret`, tokens are HS256 JWTs: `sub` names the subscriber, `"subscribe": [selectors]`
+//! lists the topics its streams may ask for (without it, only the user's own events),
+//! `"publish": true` marks a publisher of anything and `"publish": [selectors]` one of the
+//! topics those match only (a `to` needs `true`). A token is valid until `exp` plus 5 s of leeway, to the millisecond: accepted
 //! strictly before that instant, and a stream opened with it ends there.
 //!
 //! A browser's `EventSource` cannot send headers, so a stream also accepts `?token=` — or, so no
@@ -10,7 +12,8 @@
 mod tickets;
 
 use crate::error::AppError;
-use app::event::UserName;
+use crate::hub::selector::Selector;
+use app::event::{PublishRequest, UserName};
 use axum::http::{header, HeaderMap};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
@@ -44,9 +47,70 @@ pub struct Claims {
     pub sub: Option<String>,
     /// Expiry, in seconds since the Unix epoch.
     pub exp: u64,
-    /// Whether the bearer may publish and list users.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub publish: bool,
+    /// What the bearer may publish (and whether it may list users and topics).
+    #[serde(default, skip_serializing_if = "PublishRight::is_none")]
+    pub publish: PublishRight,
+    /// The topic selectors a subscriber's streams may ask for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscribe: Option<Vec<String>>,
+}
+
+/// The `publish` claim: `true` (anything), `false` (nothing), or the selectors of the topics the
+/// bearer may publish to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum PublishRight {
+    Any(bool),
+    Topics(Vec<String>),
+}
+
+impl Default for PublishRight {
+    fn default() -> Self {
+        PublishRight::Any(false)
+    }
+}
+
+impl From<bool> for PublishRight {
+    fn from(any: bool) -> Self {
+        PublishRight::Any(any)
+    }
+}
+
+impl PublishRight {
+    fn is_none(&self) -> bool {
+        *self == PublishRight::Any(false)
+    }
+}
+
+/// What an admitted publisher may publish.
+#[derive(Debug)]
+pub enum Publisher {
+    /// Anything: auth is off, or the token says `"publish": true`.
+    Anything,
+    /// Events about topics these selectors match, and to no user.
+    Topics(Vec<Selector>),
+}
+
+impl Publisher {
+    /// 403 for an event this publisher may not publish, naming what is refused.
+    pub fn check(&self, request: &PublishRequest) -> Result<(), AppError> {
+        let Publisher::Topics(allowed) = self else { return Ok(()) };
+        if !request.to.is_nobody() {
+            return Err(AppError::Forbidden("publishing to users (`to`) needs `\"publish\": true`".into()));
+        }
+        match request.topics.iter().find(|topic| !allowed.iter().any(|s| s.matches(topic))) {
+            Some(topic) => Err(AppError::Forbidden(format!("this token may not publish to the topic {topic:?}"))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Parses the selectors of a claim; a bad one makes the token unusable (403 naming it).
+fn claimed(selectors: &[String], claim: &str) -> Result<Vec<Selector>, AppError> {
+    selectors
+        .iter()
+        .map(|s| Selector::parse(s).map_err(|e| AppError::Forbidden(format!("the token's `{claim}` claim: {e}"))))
+        .collect()
 }
 
 /// Signs `claims` with `secret` (for `tidings token` and tests).
@@ -95,9 +159,29 @@ pub struct Listener {
     /// `None`: an anonymous stream (topics only, auth off).
     pub user: Option<UserName>,
     pub expires: Option<Deadline>,
+    /// The selectors the credential allows; `None` with auth off (anything).
+    pub allowed: Option<Vec<Selector>>,
 }
 
 impl Listener {
+    /// 403 unless the credential allows every selector asked for: an exact topic that one of
+    /// its selectors matches, or a pattern (`*`, a template) it holds itself or under `*`.
+    pub fn permit(&self, asked: &[Selector]) -> Result<(), AppError> {
+        let Some(allowed) = &self.allowed else { return Ok(()) };
+        let covered = |selector: &Selector| {
+            allowed.iter().any(|a| match selector {
+                Selector::Exact(topic) => a.matches(topic),
+                pattern => matches!(a, Selector::All) || a.as_str() == pattern.as_str(),
+            })
+        };
+        match asked.iter().find(|s| !covered(s)) {
+            Some(refused) => {
+                Err(AppError::Forbidden(format!("the credential does not allow the topic {:?}", refused.as_str())))
+            }
+            None => Ok(()),
+        }
+    }
+
     /// The instant on tokio's clock at which the stream must end, if it must.
     pub fn deadline(&self) -> Option<tokio::time::Instant> {
         let expires = self.expires?;
@@ -197,36 +281,39 @@ impl Auth {
         let Some(keys) = &self.keys else {
             let user =
                 credentials.user.or(default_user).map(UserName::new).transpose().map_err(AppError::BadRequest)?;
-            return Ok(Listener { user, expires: None });
+            return Ok(Listener { user, expires: None, allowed: None });
         };
-        let (user, expires) = if let Some(ticket) = credentials.ticket {
+        let (user, expires, subscribe) = if let Some(ticket) = credentials.ticket {
             let ticket = Self::redeem(keys, ticket, credentials.user)?;
-            (ticket.user, ticket.expires)
+            (ticket.user, ticket.expires, ticket.subscribe)
         } else {
             let token = credentials
                 .token
                 .or_else(|| Self::bearer(headers))
                 .ok_or_else(|| unauthorized("a token (?token= or Authorization: Bearer) or a ?ticket= is required"))?;
             let verified = Self::decode(keys, token)?;
-            (Self::subscriber(verified.claims)?, verified.expires)
+            let subscribe = verified.claims.subscribe.clone().unwrap_or_default();
+            (Self::subscriber(verified.claims)?, verified.expires, subscribe)
         };
         if let Some(asked) = credentials.user {
             if asked != user.as_str() {
                 return Err(AppError::Forbidden("the credential is for another user".into()));
             }
         }
-        Ok(Listener { user: Some(user), expires: Some(expires) })
+        let allowed = Some(claimed(&subscribe, "subscribe")?);
+        Ok(Listener { user: Some(user), expires: Some(expires), allowed })
     }
 
-    /// 401 without a valid bearer token, 403 for one without `"publish": true`.
-    pub fn require_publisher(&self, headers: &HeaderMap) -> Result<(), AppError> {
-        let Some(keys) = &self.keys else { return Ok(()) };
+    /// What the bearer may publish: 401 without a valid bearer token, 403 for one without a
+    /// `publish` claim (or with a bad selector in it).
+    pub fn require_publisher(&self, headers: &HeaderMap) -> Result<Publisher, AppError> {
+        let Some(keys) = &self.keys else { return Ok(Publisher::Anything) };
         let token = Self::bearer(headers)
             .ok_or_else(|| unauthorized("a publisher token is required (Authorization: Bearer)"))?;
-        if Self::decode(keys, token)?.claims.publish {
-            Ok(())
-        } else {
-            Err(AppError::Forbidden("this token may not publish".into()))
+        match Self::decode(keys, token)?.claims.publish {
+            PublishRight::Any(true) => Ok(Publisher::Anything),
+            PublishRight::Topics(selectors) => Ok(Publisher::Topics(claimed(&selectors, "publish")?)),
+            PublishRight::Any(false) => Err(AppError::Forbidden("this token may not publish".into())),
         }
     }
 
@@ -237,12 +324,14 @@ impl Auth {
         };
         let token = Self::bearer(headers).ok_or_else(|| unauthorized("a token is required (Authorization: Bearer)"))?;
         let verified = Self::decode(keys, token)?;
+        let subscribe = verified.claims.subscribe.clone().unwrap_or_default();
+        claimed(&subscribe, "subscribe")?;
         let user = Self::subscriber(verified.claims)?;
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
         let ticket: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let mut tickets = keys.tickets.lock().unwrap_or_else(|p| p.into_inner());
-        match tickets.issue(ticket.clone(), user, verified.expires, Instant::now()) {
+        match tickets.issue(ticket.clone(), user, subscribe, verified.expires, Instant::now()) {
             Ok(()) => Ok(ticket),
             Err(Refusal::UserFull(limit)) => Err(AppError::TooManyRequests(format!(
                 "this user already holds {limit} unused tickets; open a stream with one or wait until they expire"
@@ -293,7 +382,8 @@ mod tests {
 
     fn token(sub: Option<&str>, exp_in: i64, publish: bool) -> String {
         let exp = (unix_now() as i64 + exp_in) as u64;
-        issue_token(SECRET, &Claims { sub: sub.map(Into::into), exp, publish }).unwrap()
+        issue_token(SECRET, &Claims { sub: sub.map(Into::into), exp, publish: publish.into(), subscribe: None })
+            .unwrap()
     }
 
     fn status(result: Result<impl std::fmt::Debug, AppError>) -> u16 {
@@ -304,7 +394,7 @@ mod tests {
     #[test]
     fn only_hs256_is_accepted() {
         let auth = auth();
-        let claims = Claims { sub: Some("a".into()), exp: unix_now() + 60, publish: true };
+        let claims = Claims { sub: Some("a".into()), exp: unix_now() + 60, publish: true.into(), subscribe: None };
         let hs512 =
             jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims, &EncodingKey::from_secret(SECRET.as_bytes()))
                 .unwrap();
@@ -330,13 +420,17 @@ mod tests {
         let auth = auth();
         let keys = auth.keys.as_deref().unwrap();
         let exp = unix_now();
-        let token = issue_token(SECRET, &Claims { sub: Some("amy".into()), exp, publish: false }).unwrap();
+        let token =
+            issue_token(SECRET, &Claims { sub: Some("amy".into()), exp, publish: false.into(), subscribe: None })
+                .unwrap();
         let at = |millis: u64| UNIX_EPOCH + Duration::from_millis(exp * 1000 + millis);
         assert_eq!(Auth::decode_at(keys, &token, at(4_999)).unwrap().expires, at(5_000));
         assert_eq!(status(Auth::decode_at(keys, &token, at(5_000))), 401);
 
         let exp = unix_now() + 60;
-        let token = issue_token(SECRET, &Claims { sub: Some("amy".into()), exp, publish: false }).unwrap();
+        let token =
+            issue_token(SECRET, &Claims { sub: Some("amy".into()), exp, publish: false.into(), subscribe: None })
+                .unwrap();
         let creds = StreamCredentials { user: None, token: Some(&token), ticket: None };
         let listener = auth.stream_listener(&HeaderMap::new(), creds, Some("empty")).unwrap();
         assert_eq!(listener.expires, Some(UNIX_EPOCH + Duration::from_secs(exp + 5)));
@@ -361,13 +455,16 @@ mod tests {
     fn absurd_expiry_is_refused() {
         let auth = auth();
         for exp in [MAX_EXP + 1, 1 << 63, u64::MAX] {
-            let token = issue_token(SECRET, &Claims { sub: Some("amy".into()), exp, publish: true }).unwrap();
+            let token =
+                issue_token(SECRET, &Claims { sub: Some("amy".into()), exp, publish: true.into(), subscribe: None })
+                    .unwrap();
             assert_eq!(status(auth.require_publisher(&bearer(&token))), 401, "{exp}");
             assert_eq!(status(auth.issue_ticket(&bearer(&token))), 401, "{exp}");
             let creds = StreamCredentials { user: None, token: Some(&token), ticket: None };
             assert_eq!(status(auth.stream_listener(&HeaderMap::new(), creds, Some("empty"))), 401, "{exp}");
         }
-        let latest = issue_token(SECRET, &Claims { sub: None, exp: MAX_EXP, publish: true }).unwrap();
+        let latest =
+            issue_token(SECRET, &Claims { sub: None, exp: MAX_EXP, publish: true.into(), subscribe: None }).unwrap();
         assert_eq!(status(auth.require_publisher(&bearer(&latest))), 200);
         assert!(expiry_in(Duration::from_secs(3600)).is_ok_and(|exp| exp >= unix_now() + 3600));
         assert!(expiry_in(Duration::from_secs(MAX_EXP)).is_err());

@@ -86,7 +86,7 @@ fn print_token(secret: Option<&str>, user: Option<String>, publish: bool, ttl: s
             return ExitCode::FAILURE;
         }
     };
-    let claims = Claims { sub: user, exp, publish };
+    let claims = Claims { sub: user, exp, publish: publish.into(), subscribe: None };
     match issue_token(secret, &claims) {
         Ok(token) => {
             #[allow(clippy::print_stdout)] // the token is this command's output

@@ -13,7 +13,7 @@ const SECRET: &str = "integration-test-secret-32-bytes";
 
 fn token(sub: Option<&str>, ttl_secs: i64, publish: bool) -> String {
     let exp = (unix_now() as i64 + ttl_secs) as u64;
-    issue_token(SECRET, &Claims { sub: sub.map(Into::into), exp, publish }).unwrap()
+    issue_token(SECRET, &Claims { sub: sub.map(Into::into), exp, publish: publish.into(), subscribe: None }).unwrap()
 }
 
 async fn secured(extra: &[&str]) -> Hub {
@@ -50,8 +50,11 @@ async fn stream_tokens() {
     let mut stream = hub.subscribe(&format!("token={good}"), None).await;
     assert_eq!(stream.next().await.data, "amy", "the stream is for the token's sub");
 
-    let other_secret =
-        issue_token("wrong", &Claims { sub: Some("amy".into()), exp: unix_now() + 60, publish: false }).unwrap();
+    let other_secret = issue_token(
+        "wrong",
+        &Claims { sub: Some("amy".into()), exp: unix_now() + 60, publish: false.into(), subscribe: None },
+    )
+    .unwrap();
     let cases = [
         ("user=amy".to_owned(), None, 401),
         ("user=amy&token=garbage".to_owned(), None, 401),
@@ -213,7 +216,9 @@ async fn streams_end_when_the_token_expires() {
 async fn absurd_expiry_is_refused() {
     let hub = secured(&[]).await;
     for exp in [1u64 << 63, u64::MAX] {
-        let absurd = issue_token(SECRET, &Claims { sub: Some("amy".into()), exp, publish: true }).unwrap();
+        let absurd =
+            issue_token(SECRET, &Claims { sub: Some("amy".into()), exp, publish: true.into(), subscribe: None })
+                .unwrap();
         let (status, error) = open(&hub, &format!("token={absurd}"), None).await;
         assert_eq!(status, 401, "{error}");
         assert!(error["error"].as_str().is_some_and(|e| e.contains("exp")), "{error}");
@@ -221,7 +226,9 @@ async fn absurd_expiry_is_refused() {
         assert_eq!(ticket.status(), 401);
         assert!(ticket.json::<Value>().await.unwrap()["error"].is_string());
     }
-    let latest = issue_token(SECRET, &Claims { sub: Some("amy".into()), exp: MAX_EXP, publish: false }).unwrap();
+    let latest =
+        issue_token(SECRET, &Claims { sub: Some("amy".into()), exp: MAX_EXP, publish: false.into(), subscribe: None })
+            .unwrap();
     assert_eq!(open(&hub, &format!("token={latest}"), None).await.0, 200, "the latest exp accepted opens a stream");
     assert_eq!(hub.get_json("/healthz").await.0, 200);
     hub.stop().await;
@@ -246,4 +253,83 @@ async fn cors_with_auth() {
     assert_eq!(check(&listed, "http://good.test").await.as_deref(), Some("http://good.test"));
     assert_eq!(check(&listed, "null").await, None);
     listed.stop().await;
+}
+
+fn claims(sub: Option<&str>, publish: tidings::auth::PublishRight, subscribe: Option<&[&str]>) -> String {
+    let claims = Claims {
+        sub: sub.map(Into::into),
+        exp: unix_now() + 600,
+        publish,
+        subscribe: subscribe.map(|s| s.iter().map(|&s| s.to_owned()).collect()),
+    };
+    issue_token(SECRET, &claims).unwrap()
+}
+
+/// `POST /api/events` with a bearer token; the status and the JSON answer.
+async fn publish_as(hub: &Hub, token: &str, body: Value) -> (u16, Value) {
+    let response = hub.client.post(hub.url("/api/events")).bearer_auth(token).json(&body).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+}
+
+/// A subscriber's `subscribe` claim bounds the topics its streams may ask for (403 naming the
+/// refused one); without it, a token opens its own user's stream only. A ticket carries the
+/// token's topic rights.
+#[tokio::test]
+async fn subscribe_claims_bound_topics() {
+    let hub = secured(&[]).await;
+    let plain = claims(Some("amy"), false.into(), None);
+    assert_eq!(open(&hub, "topic=orders%2F1", Some(&plain)).await.0, 403);
+    assert_eq!(open(&hub, "", Some(&plain)).await.0, 200, "its own stream");
+    let orders = claims(Some("amy"), false.into(), Some(&["orders/{id}", "news"]));
+    assert_eq!(open(&hub, "topic=orders%2F1&topic=news", Some(&orders)).await.0, 200);
+    assert_eq!(open(&hub, "topic=orders%2F%7Bid%7D", Some(&orders)).await.0, 200, "the template it holds");
+    let (status, error) = open(&hub, "topic=orders%2F1&topic=users%2F1", Some(&orders)).await;
+    assert_eq!(status, 403);
+    assert!(error["error"].as_str().unwrap().contains("users/1"), "{error}");
+    assert_eq!(open(&hub, "topic=*", Some(&orders)).await.0, 403, "`*` is more than it holds");
+    let everything = claims(Some("amy"), false.into(), Some(&["*"]));
+    assert_eq!(open(&hub, "topic=*&topic=x%2F%7By%7D", Some(&everything)).await.0, 200);
+    let broken = claims(Some("amy"), false.into(), Some(&["orders/{id"]));
+    assert_eq!(open(&hub, "topic=x", Some(&broken)).await.0, 403);
+
+    let ticket: Value =
+        hub.client.post(hub.url("/api/tickets")).bearer_auth(&orders).send().await.unwrap().json().await.unwrap();
+    let ticket = ticket["ticket"].as_str().unwrap().to_owned();
+    assert_eq!(open(&hub, &format!("ticket={ticket}&topic=users%2F1"), None).await.0, 403);
+    let ticket: Value =
+        hub.client.post(hub.url("/api/tickets")).bearer_auth(&orders).send().await.unwrap().json().await.unwrap();
+    let ticket = ticket["ticket"].as_str().unwrap();
+    let mut stream = hub.subscribe(&format!("ticket={ticket}&topic=orders%2F7"), None).await.welcomed().await;
+    let publisher = claims(None, true.into(), None);
+    let (status, _) = publish_as(&hub, &publisher, json!({"topic": "orders/7", "data": "via ticket"})).await;
+    assert_eq!(status, 202);
+    assert_eq!(stream.next().await.data, "via ticket");
+    hub.stop().await;
+}
+
+/// A `publish` claim of selectors allows exactly the topics they match, and no `to`; `true`
+/// allows everything; either may list topics.
+#[tokio::test]
+async fn publish_claims_bound_topics() {
+    let hub = secured(&[]).await;
+    let orders = claims(None, tidings::auth::PublishRight::Topics(vec!["orders/{id}".into()]), None);
+    assert_eq!(publish_as(&hub, &orders, json!({"topic": "orders/1", "data": 1})).await.0, 202);
+    let (status, error) = publish_as(&hub, &orders, json!({"topic": ["orders/1", "users/1"], "data": 1})).await;
+    assert_eq!(status, 403);
+    assert!(error["error"].as_str().unwrap().contains("users/1"), "{error}");
+    let (status, error) = publish_as(&hub, &orders, json!({"to": "amy", "topic": "orders/1", "data": 1})).await;
+    assert_eq!(status, 403);
+    assert!(error["error"].as_str().unwrap().contains("`to`"), "{error}");
+    let (status, answers) =
+        publish_as(&hub, &orders, json!([{"topic": "orders/2", "data": 1}, {"topic": "users/2", "data": 1}])).await;
+    assert_eq!(status, 202);
+    assert!(answers[0]["id"].is_string() && answers[1]["status"] == 403, "{answers}");
+    let anything = claims(None, true.into(), None);
+    assert_eq!(publish_as(&hub, &anything, json!({"to": "amy", "topic": "users/1", "data": 1})).await.0, 202);
+    let listed = hub.client.get(hub.url("/api/topics")).bearer_auth(&orders).send().await.unwrap();
+    assert_eq!(listed.status(), 200);
+    let subscriber = claims(Some("amy"), false.into(), None);
+    let refused = hub.client.get(hub.url("/api/topics")).bearer_auth(&subscriber).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    hub.stop().await;
 }

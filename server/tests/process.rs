@@ -173,7 +173,12 @@ async fn secrets_never_reach_the_logs() {
 }
 
 fn issue(secret: &str, user: &str) -> String {
-    let claims = tidings::auth::Claims { sub: Some(user.into()), exp: tidings::auth::unix_now() + 600, publish: false };
+    let claims = tidings::auth::Claims {
+        sub: Some(user.into()),
+        exp: tidings::auth::unix_now() + 600,
+        publish: false.into(),
+        subscribe: None,
+    };
     tidings::auth::issue_token(secret, &claims).unwrap()
 }
 

@@ -21,6 +21,8 @@ pub(super) enum Refusal {
 
 pub(super) struct Ticket {
     pub(super) user: UserName,
+    /// The topic selectors of the token it was bought with (its `subscribe` claim).
+    pub(super) subscribe: Vec<String>,
     /// When the token the ticket was bought with stops being valid: the stream ends there too.
     pub(super) expires: SystemTime,
     issued: Instant,
@@ -55,6 +57,7 @@ impl Tickets {
         &mut self,
         value: String,
         user: UserName,
+        subscribe: Vec<String>,
         expires: SystemTime,
         now: Instant,
     ) -> Result<(), Refusal> {
@@ -68,7 +71,7 @@ impl Tickets {
         }
         self.per_user.insert(user.clone(), held + 1);
         self.order.push_back((now, value.clone()));
-        self.by_value.insert(value, Ticket { user, expires, issued: now });
+        self.by_value.insert(value, Ticket { user, subscribe, expires, issued: now });
         Ok(())
     }
 
@@ -121,7 +124,7 @@ mod tests {
     }
 
     fn issue(tickets: &mut Tickets, value: &str, name: &str, now: Instant) -> Result<(), Refusal> {
-        tickets.issue(value.to_owned(), user(name), SystemTime::now() + TTL, now)
+        tickets.issue(value.to_owned(), user(name), Vec::new(), SystemTime::now() + TTL, now)
     }
 
     /// A user at the cap is refused; another user is not; redeeming or expiry makes room again.

@@ -56,6 +56,15 @@ impl Selector {
     }
 }
 
+/// Two selectors are the same when they are written the same.
+impl PartialEq for Selector {
+    fn eq(&self, other: &Selector) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Selector {}
+
 impl fmt::Display for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -6,6 +6,7 @@
 //! refuse, or hold one open for ever.
 
 use super::AppState;
+use crate::auth::Publisher;
 use crate::error::AppError;
 use app::event::{PublishAck, PublishBody, PublishRequest};
 use axum::body::{Body, Bytes};
@@ -27,13 +28,18 @@ const PARSE_INLINE: usize = 64 * 1024;
 /// Admits the caller, then reads the body, then publishes: a refusal costs the hub no body.
 pub async fn publish(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let admitted = state.auth.require_publisher(&parts.headers).and_then(|()| require_json(&parts.headers));
+    let admitted = state
+        .auth
+        .require_publisher(&parts.headers)
+        .and_then(|publisher| require_json(&parts.headers).map(|()| publisher));
     let body = match admitted {
-        Ok(()) => read_body(&parts.headers, body, MAX_BODY.max(state.max_data.saturating_mul(2))).await,
+        Ok(publisher) => read_body(&parts.headers, body, MAX_BODY.max(state.max_data.saturating_mul(2)))
+            .await
+            .map(|body| (publisher, body)),
         Err(refusal) => Err(refusal),
     };
     match body {
-        Ok(body) => answer(&state, body).await.unwrap_or_else(IntoResponse::into_response),
+        Ok((publisher, body)) => answer(&state, &publisher, body).await.unwrap_or_else(IntoResponse::into_response),
         Err(refusal) => closing(refusal.into_response(), parts.version),
     }
 }
@@ -82,7 +88,7 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
 }
 
 /// Parses and publishes a body read whole.
-async fn answer(state: &AppState, body: Bytes) -> Result<Response, AppError> {
+async fn answer(state: &AppState, publisher: &Publisher, body: Bytes) -> Result<Response, AppError> {
     let parsed = if body.len() > PARSE_INLINE {
         tokio::task::spawn_blocking(move || PublishBody::parse(&body))
             .await
@@ -91,9 +97,9 @@ async fn answer(state: &AppState, body: Bytes) -> Result<Response, AppError> {
         PublishBody::parse(&body)
     };
     match parsed.map_err(AppError::BadRequest)? {
-        PublishBody::Batch(items) => publish_batch(state, items).await,
+        PublishBody::Batch(items) => publish_batch(state, publisher, items).await,
         PublishBody::One(request) => {
-            let request = validate(state, request)?;
+            let request = validate(state, publisher, request)?;
             let ack = state.hub.publish(request).await?;
             Ok((StatusCode::ACCEPTED, Json(ack)).into_response())
         }
@@ -102,7 +108,11 @@ async fn answer(state: &AppState, body: Bytes) -> Result<Response, AppError> {
 
 /// Publishes every valid element in one go; the answer lists, in order, an ack or the
 /// element's error.
-async fn publish_batch(state: &AppState, items: Vec<Result<PublishRequest, String>>) -> Result<Response, AppError> {
+async fn publish_batch(
+    state: &AppState,
+    publisher: &Publisher,
+    items: Vec<Result<PublishRequest, String>>,
+) -> Result<Response, AppError> {
     if items.is_empty() {
         return Err(AppError::BadRequest("an empty batch publishes nothing".into()));
     }
@@ -110,7 +120,7 @@ async fn publish_batch(state: &AppState, items: Vec<Result<PublishRequest, Strin
     // In order: `None` for an element that went into `valid`, else why it was refused.
     let mut refusals = Vec::with_capacity(items.len());
     for item in items {
-        match validate(state, item) {
+        match validate(state, publisher, item) {
             Ok(request) => {
                 valid.push(request);
                 refusals.push(None);
@@ -152,9 +162,14 @@ enum BatchAnswer {
     Refused { status: u16, error: String },
 }
 
-/// A parsed element, held to the data size limit.
-fn validate(state: &AppState, request: Result<PublishRequest, String>) -> Result<PublishRequest, AppError> {
+/// A parsed element, held to the data size limit and to what the publisher may publish.
+fn validate(
+    state: &AppState,
+    publisher: &Publisher,
+    request: Result<PublishRequest, String>,
+) -> Result<PublishRequest, AppError> {
     let request = request.map_err(AppError::BadRequest)?;
+    publisher.check(&request)?;
     if request.data.len() > state.max_data {
         return Err(AppError::PayloadTooLarge(format!(
             "data is {} bytes; the limit is {} (--max-data)",

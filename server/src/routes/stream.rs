@@ -52,6 +52,7 @@ pub async fn stream(
     // The original client gives no user and means "empty"; a stream of topics means nobody.
     let default_user = selectors.is_empty().then_some(DEFAULT_USER);
     let listener = state.auth.stream_listener(&headers, credentials, default_user)?;
+    listener.permit(&selectors)?;
     let expires = listener.deadline();
     // The header a reconnecting browser sends wins over the query a page wrote.
     let last_event_id = headers
