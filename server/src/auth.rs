@@ -12,7 +12,7 @@
 mod tickets;
 
 use crate::error::AppError;
-use crate::hub::selector::Selector;
+use crate::hub::selector::{Selector, Selectors};
 use app::event::{PublishRequest, UserName};
 use axum::http::{header, HeaderMap};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -106,10 +106,10 @@ impl Publisher {
 }
 
 /// Parses the selectors of a claim; a bad one makes the token unusable (403 naming it).
-fn claimed(selectors: &[String], claim: &str) -> Result<Vec<Selector>, AppError> {
+fn claimed(cache: &Selectors, selectors: &[String], claim: &str) -> Result<Vec<Selector>, AppError> {
     selectors
         .iter()
-        .map(|s| Selector::parse(s).map_err(|e| AppError::Forbidden(format!("the token's `{claim}` claim: {e}"))))
+        .map(|s| cache.parse(s).map_err(|e| AppError::Forbidden(format!("the token's `{claim}` claim: {e}"))))
         .collect()
 }
 
@@ -147,6 +147,8 @@ pub struct Auth {
 }
 
 struct Keys {
+    /// The claims' templates, compiled once.
+    selectors: Selectors,
     decoding: DecodingKey,
     validation: Validation,
     // A std mutex: held to insert or remove an entry (and pop the expired ones before it).
@@ -159,29 +161,9 @@ pub struct Listener {
     /// `None`: an anonymous stream (topics only, auth off).
     pub user: Option<UserName>,
     pub expires: Option<Deadline>,
-    /// The selectors the credential allows; `None` with auth off (anything).
-    pub allowed: Option<Vec<Selector>>,
 }
 
 impl Listener {
-    /// 403 unless the credential allows every selector asked for: an exact topic that one of
-    /// its selectors matches, or a pattern (`*`, a template) it holds itself or under `*`.
-    pub fn permit(&self, asked: &[Selector]) -> Result<(), AppError> {
-        let Some(allowed) = &self.allowed else { return Ok(()) };
-        let covered = |selector: &Selector| {
-            allowed.iter().any(|a| match selector {
-                Selector::Exact(topic) => a.matches(topic),
-                pattern => matches!(a, Selector::All) || a.as_str() == pattern.as_str(),
-            })
-        };
-        match asked.iter().find(|s| !covered(s)) {
-            Some(refused) => {
-                Err(AppError::Forbidden(format!("the credential does not allow the topic {:?}", refused.as_str())))
-            }
-            None => Ok(()),
-        }
-    }
-
     /// The instant on tokio's clock at which the stream must end, if it must.
     pub fn deadline(&self) -> Option<tokio::time::Instant> {
         let expires = self.expires?;
@@ -195,6 +177,23 @@ fn instant_of(at: SystemTime, now: SystemTime, mono_now: tokio::time::Instant) -
     mono_now.checked_add(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// 403 unless `allowed` (a credential's selectors) allows every selector `asked` for: an exact
+/// topic that one of them matches, or a pattern (`*`, a template) it holds itself or under `*`.
+fn permit(allowed: &[Selector], asked: &[Selector]) -> Result<(), AppError> {
+    let covered = |selector: &Selector| {
+        allowed.iter().any(|a| match selector {
+            Selector::Exact(topic) => a.matches(topic),
+            pattern => matches!(a, Selector::All) || a == pattern,
+        })
+    };
+    match asked.iter().find(|s| !covered(s)) {
+        Some(refused) => {
+            Err(AppError::Forbidden(format!("the credential does not allow the topic {:?}", refused.as_str())))
+        }
+        None => Ok(()),
+    }
+}
+
 /// A token whose signature and expiry checked out.
 #[derive(Debug)]
 struct Verified {
@@ -206,6 +205,8 @@ struct Verified {
 #[derive(Debug, Default)]
 pub struct StreamCredentials<'a> {
     pub user: Option<&'a str>,
+    /// The topic selectors the stream asks for.
+    pub topics: &'a [Selector],
     pub token: Option<&'a str>,
     pub ticket: Option<&'a str>,
 }
@@ -228,6 +229,7 @@ impl Auth {
         validation.validate_exp = false;
         Auth {
             keys: Some(Arc::new(Keys {
+                selectors: Selectors::default(),
                 decoding: DecodingKey::from_secret(secret.as_bytes()),
                 validation,
                 tickets: Mutex::new(Tickets::new(ticket_ttl, MAX_TICKETS_PER_USER, MAX_TICKETS)),
@@ -281,27 +283,27 @@ impl Auth {
         let Some(keys) = &self.keys else {
             let user =
                 credentials.user.or(default_user).map(UserName::new).transpose().map_err(AppError::BadRequest)?;
-            return Ok(Listener { user, expires: None, allowed: None });
+            return Ok(Listener { user, expires: None });
         };
-        let (user, expires, subscribe) = if let Some(ticket) = credentials.ticket {
-            let ticket = Self::redeem(keys, ticket, credentials.user)?;
-            (ticket.user, ticket.expires, ticket.subscribe)
+        let (user, expires) = if let Some(ticket) = credentials.ticket {
+            let ticket = Self::redeem(keys, ticket, credentials.user, credentials.topics)?;
+            (ticket.user, ticket.expires)
         } else {
             let token = credentials
                 .token
                 .or_else(|| Self::bearer(headers))
                 .ok_or_else(|| unauthorized("a token (?token= or Authorization: Bearer) or a ?ticket= is required"))?;
             let verified = Self::decode(keys, token)?;
-            let subscribe = verified.claims.subscribe.clone().unwrap_or_default();
-            (Self::subscriber(verified.claims)?, verified.expires, subscribe)
+            let subscribe = verified.claims.subscribe.as_deref().unwrap_or_default();
+            permit(&claimed(&keys.selectors, subscribe, "subscribe")?, credentials.topics)?;
+            (Self::subscriber(verified.claims)?, verified.expires)
         };
         if let Some(asked) = credentials.user {
             if asked != user.as_str() {
                 return Err(AppError::Forbidden("the credential is for another user".into()));
             }
         }
-        let allowed = Some(claimed(&subscribe, "subscribe")?);
-        Ok(Listener { user: Some(user), expires: Some(expires), allowed })
+        Ok(Listener { user: Some(user), expires: Some(expires) })
     }
 
     /// What the bearer may publish: 401 without a valid bearer token, 403 for one without a
@@ -312,7 +314,7 @@ impl Auth {
             .ok_or_else(|| unauthorized("a publisher token is required (Authorization: Bearer)"))?;
         match Self::decode(keys, token)?.claims.publish {
             PublishRight::Any(true) => Ok(Publisher::Anything),
-            PublishRight::Topics(selectors) => Ok(Publisher::Topics(claimed(&selectors, "publish")?)),
+            PublishRight::Topics(selectors) => Ok(Publisher::Topics(claimed(&keys.selectors, &selectors, "publish")?)),
             PublishRight::Any(false) => Err(AppError::Forbidden("this token may not publish".into())),
         }
     }
@@ -325,7 +327,7 @@ impl Auth {
         let token = Self::bearer(headers).ok_or_else(|| unauthorized("a token is required (Authorization: Bearer)"))?;
         let verified = Self::decode(keys, token)?;
         let subscribe = verified.claims.subscribe.clone().unwrap_or_default();
-        claimed(&subscribe, "subscribe")?;
+        claimed(&keys.selectors, &subscribe, "subscribe")?;
         let user = Self::subscriber(verified.claims)?;
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
@@ -347,8 +349,9 @@ impl Auth {
     }
 
     /// Takes a ticket out of the table: it opens one stream, once, within its lifetime. One
-    /// presented with another user's name (`asked`) is refused and stays unspent.
-    fn redeem(keys: &Keys, ticket: &str, asked: Option<&str>) -> Result<Ticket, AppError> {
+    /// presented with another user's name (`asked`) or for topics its token did not allow is
+    /// refused and stays unspent.
+    fn redeem(keys: &Keys, ticket: &str, asked: Option<&str>, topics: &[Selector]) -> Result<Ticket, AppError> {
         let mut tickets = keys.tickets.lock().unwrap_or_else(|p| p.into_inner());
         let Some(held) = tickets.get(ticket) else {
             return Err(unauthorized("the ticket is unknown or already used"));
@@ -356,6 +359,9 @@ impl Auth {
         let live = tickets.is_fresh(held, Instant::now()) && SystemTime::now() < held.expires;
         if live && asked.is_some_and(|asked| asked != held.user.as_str()) {
             return Err(AppError::Forbidden("the credential is for another user".into()));
+        }
+        if live {
+            permit(&claimed(&keys.selectors, &held.subscribe, "subscribe")?, topics)?;
         }
         match tickets.take(ticket) {
             Some(t) if live => Ok(t),
@@ -431,11 +437,11 @@ mod tests {
         let token =
             issue_token(SECRET, &Claims { sub: Some("amy".into()), exp, publish: false.into(), subscribe: None })
                 .unwrap();
-        let creds = StreamCredentials { user: None, token: Some(&token), ticket: None };
+        let creds = StreamCredentials { user: None, topics: &[], token: Some(&token), ticket: None };
         let listener = auth.stream_listener(&HeaderMap::new(), creds, Some("empty")).unwrap();
         assert_eq!(listener.expires, Some(UNIX_EPOCH + Duration::from_secs(exp + 5)));
         let ticket = auth.issue_ticket(&bearer(&token)).unwrap();
-        let creds = StreamCredentials { user: None, token: None, ticket: Some(&ticket) };
+        let creds = StreamCredentials { user: None, topics: &[], token: None, ticket: Some(&ticket) };
         let listener = auth.stream_listener(&HeaderMap::new(), creds, Some("empty")).unwrap();
         assert_eq!(listener.expires, Some(UNIX_EPOCH + Duration::from_secs(exp + 5)), "a ticket's stream too");
     }
@@ -460,7 +466,7 @@ mod tests {
                     .unwrap();
             assert_eq!(status(auth.require_publisher(&bearer(&token))), 401, "{exp}");
             assert_eq!(status(auth.issue_ticket(&bearer(&token))), 401, "{exp}");
-            let creds = StreamCredentials { user: None, token: Some(&token), ticket: None };
+            let creds = StreamCredentials { user: None, topics: &[], token: Some(&token), ticket: None };
             assert_eq!(status(auth.stream_listener(&HeaderMap::new(), creds, Some("empty"))), 401, "{exp}");
         }
         let latest =
@@ -487,7 +493,7 @@ mod tests {
         let auth = auth();
         let ticket = auth.issue_ticket(&bearer(&token(Some("amy"), 60, false))).unwrap();
         fn with<'a>(ticket: &'a str, user: Option<&'a str>) -> StreamCredentials<'a> {
-            StreamCredentials { user, token: None, ticket: Some(ticket) }
+            StreamCredentials { user, topics: &[], token: None, ticket: Some(ticket) }
         }
         let listener = auth.stream_listener(&HeaderMap::new(), with(&ticket, None), Some("empty")).unwrap();
         assert_eq!(listener.user.unwrap().as_str(), "amy");
@@ -504,7 +510,7 @@ mod tests {
     fn stale_tickets_are_refused() {
         let auth = Auth::with_secret(SECRET, Duration::ZERO);
         let ticket = auth.issue_ticket(&bearer(&token(Some("amy"), 60, false))).unwrap();
-        let creds = StreamCredentials { user: None, token: None, ticket: Some(&ticket) };
+        let creds = StreamCredentials { user: None, topics: &[], token: None, ticket: Some(&ticket) };
         assert_eq!(status(auth.stream_listener(&HeaderMap::new(), creds, Some("empty"))), 401);
     }
 

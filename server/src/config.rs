@@ -127,9 +127,15 @@ pub enum Command {
         /// The user the token streams for (its `sub`).
         #[arg(long)]
         user: Option<String>,
-        /// Lets the token publish and list users.
+        /// Lets the token publish anything and list users and topics.
         #[arg(long)]
         publish: bool,
+        /// Lets the token publish to the topics this selector matches (repeatable; no `to`).
+        #[arg(long, conflicts_with = "publish")]
+        publish_topic: Vec<String>,
+        /// Lets the token's streams ask for topics this selector matches (repeatable).
+        #[arg(long)]
+        subscribe: Vec<String>,
         /// How long the token is valid (it must expire by the year 9999).
         #[arg(long, default_value = "1h", value_parser = parse_token_ttl)]
         ttl: Duration,

@@ -60,6 +60,7 @@ pub async fn state(config: &Config, max_connections: usize) -> std::io::Result<A
         None => Auth::open(),
     };
     Ok(AppState {
+        selectors: Default::default(),
         hub,
         auth,
         streams: StreamSettings {

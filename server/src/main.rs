@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use std::process::ExitCode;
-use tidings::auth::{expiry_in, issue_token, Claims};
+use tidings::auth::{expiry_in, issue_token, Claims, PublishRight};
 use tidings::config::{Command, Config};
 
 /// Small per-event allocations from several threads are mimalloc's strength; glibc's malloc spent
@@ -13,8 +13,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    if let Some(Command::Token { user, publish, ttl }) = &config.command {
-        return print_token(config.jwt_secret.as_deref(), user.clone(), *publish, *ttl);
+    if let Some(Command::Token { user, publish, publish_topic, subscribe, ttl }) = &config.command {
+        let publish = match publish_topic.as_slice() {
+            [] => PublishRight::Any(*publish),
+            topics => PublishRight::Topics(topics.to_vec()),
+        };
+        let subscribe = (!subscribe.is_empty()).then(|| subscribe.clone());
+        let claims = Claims { sub: user.clone(), exp: 0, publish, subscribe };
+        return print_token(config.jwt_secret.as_deref(), claims, *ttl);
     }
     tidings::telemetry::init(config.log_format);
     let listener = match listen(config.addr) {
@@ -70,14 +76,24 @@ async fn shutdown_signal() {
 }
 
 /// `tidings token`: prints a token signed with the hub's secret.
-fn print_token(secret: Option<&str>, user: Option<String>, publish: bool, ttl: std::time::Duration) -> ExitCode {
+fn print_token(secret: Option<&str>, mut claims: Claims, ttl: std::time::Duration) -> ExitCode {
     let Some(secret) = secret else {
         eprintln!("tidings token: set --jwt-secret or TIDINGS_JWT_SECRET");
         return ExitCode::FAILURE;
     };
-    if user.is_none() && !publish {
-        eprintln!("tidings token: give --user NAME, --publish, or both");
+    if claims.sub.is_none() && claims.publish == PublishRight::Any(false) && claims.subscribe.is_none() {
+        eprintln!("tidings token: give --user NAME, --publish, --publish-topic or --subscribe");
         return ExitCode::FAILURE;
+    }
+    let selectors = claims.subscribe.iter().flatten().chain(match &claims.publish {
+        PublishRight::Topics(topics) => topics.as_slice(),
+        PublishRight::Any(_) => &[],
+    });
+    for selector in selectors {
+        if let Err(why) = tidings::hub::selector::Selector::parse(selector) {
+            eprintln!("tidings token: {why}");
+            return ExitCode::FAILURE;
+        }
     }
     let exp = match expiry_in(ttl) {
         Ok(exp) => exp,
@@ -86,7 +102,7 @@ fn print_token(secret: Option<&str>, user: Option<String>, publish: bool, ttl: s
             return ExitCode::FAILURE;
         }
     };
-    let claims = Claims { sub: user, exp, publish: publish.into(), subscribe: None };
+    claims.exp = exp;
     match issue_token(secret, &claims) {
         Ok(token) => {
             #[allow(clippy::print_stdout)] // the token is this command's output

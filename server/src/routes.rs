@@ -34,6 +34,8 @@ pub struct AppState {
     pub streams: StreamSettings,
     /// Largest event data in bytes (`--max-data`).
     pub max_data: usize,
+    /// The topic templates streams ask for, each compiled once.
+    pub selectors: std::sync::Arc<crate::hub::selector::Selectors>,
     pub leptos_options: LeptosOptions,
 }
 

@@ -7,7 +7,10 @@ use tracing_subscriber::{fmt, EnvFilter};
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    // A log line that cannot be written is dropped: by default the subscriber reports it with
+    // `eprintln!`, which panics when stderr itself is gone (a closed pipe), in whatever request
+    // was logging.
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).log_internal_errors(false);
     // `try_init` fails only when a subscriber is already set, as in tests: keep that one.
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -82,6 +82,27 @@ async fn token_command_prints_a_working_token() {
     let (mut child, base, _) = spawn(&["--jwt-secret", CLI_SECRET]).await;
     let response = reqwest::get(format!("{base}/stream-sse?token={token}")).await.unwrap();
     assert_eq!(response.status(), 200);
+    let token_for = |args: &'static [&'static str]| async move {
+        let out =
+            Command::new(env!("CARGO_BIN_EXE_tidings")).args(args).env("TIDINGS_JWT_SECRET", CLI_SECRET).output().await;
+        let out = out.unwrap();
+        (out.status.success(), String::from_utf8(out.stdout).unwrap().trim().to_owned(), out.stderr)
+    };
+    let (ok, topics, _) = token_for(&["token", "--user", "amy", "--subscribe", "orders/{id}"]).await;
+    assert!(ok);
+    let topic = reqwest::get(format!("{base}/stream-sse?token={topics}&topic=orders%2F1")).await.unwrap();
+    assert_eq!(topic.status(), 200);
+    let other = reqwest::get(format!("{base}/stream-sse?token={topics}&topic=users%2F1")).await.unwrap();
+    assert_eq!(other.status(), 403);
+    let (ok, publisher, _) = token_for(&["token", "--publish-topic", "orders/{id}"]).await;
+    assert!(ok);
+    let client = reqwest::Client::new();
+    let publish =
+        |body: serde_json::Value| client.post(format!("{base}/api/events")).bearer_auth(&publisher).json(&body).send();
+    assert_eq!(publish(serde_json::json!({"topic": "orders/1", "data": 1})).await.unwrap().status(), 202);
+    assert_eq!(publish(serde_json::json!({"topic": "users/1", "data": 1})).await.unwrap().status(), 403);
+    let (ok, _, stderr) = token_for(&["token", "--subscribe", "orders/{id"]).await;
+    assert!(!ok && String::from_utf8_lossy(&stderr).contains("not closed"));
     let missing = Command::new(env!("CARGO_BIN_EXE_tidings"))
         .args(["token", "--user", "a"])
         .env_remove("TIDINGS_JWT_SECRET")
@@ -89,6 +110,30 @@ async fn token_command_prints_a_working_token() {
         .await
         .unwrap();
     assert!(!missing.status.success());
+    child.kill().await.unwrap();
+}
+
+/// A hub whose log pipe is gone (the reader of its stderr exited) goes on serving: a log line
+/// it cannot write is dropped, never a panic in the request that logged it.
+#[tokio::test]
+async fn a_closed_log_pipe_breaks_nothing() {
+    let (mut child, base, logs) = spawn(&[]).await;
+    drop(logs);
+    let client = reqwest::Client::new();
+    for i in 0..3 {
+        // The first lines fill what the pipe still held; the next ones meet a closed pipe.
+        let stream = client.get(format!("{base}/stream-sse?user=u{i}")).send().await.unwrap();
+        assert_eq!(stream.status(), 200);
+        let published = client
+            .post(format!("{base}/api/events"))
+            .json(&serde_json::json!({"to": format!("u{i}"), "data": i}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(published.status(), 202);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(child.try_wait().unwrap().is_none(), "still running");
     child.kill().await.unwrap();
 }
 

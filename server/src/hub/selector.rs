@@ -4,8 +4,9 @@
 //! expression; a selector is also equal to itself, so a topic spelled like a template matches it.
 
 use app::event::topic::{self, Topic};
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 /// What one selector matches.
 #[derive(Clone, Debug)]
@@ -68,6 +69,48 @@ impl Eq for Selector {}
 impl fmt::Display for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Templates compiled once for every stream that asks for the same one, for as long as any
+/// stream holds it: a reconnect storm of streams on one template compiles it once.
+#[derive(Default)]
+pub struct Selectors {
+    // A std mutex: held to look up or insert, never while compiling.
+    compiled: Mutex<Compiled>,
+}
+
+#[derive(Default)]
+struct Compiled {
+    templates: HashMap<String, Weak<Template>>,
+    /// The size at which dead entries are next swept out: twice the live ones after a sweep.
+    sweep_at: usize,
+}
+
+impl Selectors {
+    /// [`Selector::parse`], reusing a template already compiled.
+    pub fn parse(&self, s: &str) -> Result<Selector, String> {
+        if !s.contains(['{', '}']) {
+            return Selector::parse(s);
+        }
+        if let Some(template) = self.lock().templates.get(s).and_then(Weak::upgrade) {
+            return Ok(Selector::Template(template));
+        }
+        let selector = Selector::parse(s)?;
+        if let Selector::Template(template) = &selector {
+            let mut compiled = self.lock();
+            if compiled.templates.len() >= compiled.sweep_at {
+                compiled.templates.retain(|_, t| t.strong_count() > 0);
+                compiled.sweep_at = (compiled.templates.len() * 2).max(64);
+            }
+            compiled.templates.insert(s.to_owned(), Arc::downgrade(template));
+        }
+        Ok(selector)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Compiled> {
+        // Every section leaves the map whole.
+        self.compiled.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -236,6 +279,24 @@ mod tests {
         // Regex characters in the literal parts are literal.
         assert!(matches("https://a.b/(x)+{id}", "https://a.b/(x)+7"));
         assert!(!matches("https://a.b/(x)+{id}", "https://aXb/(x)+7"));
+    }
+
+    /// One template asked for by many streams is compiled once, and forgotten when none holds it.
+    #[test]
+    fn templates_are_compiled_once_while_held() {
+        let selectors = Selectors::default();
+        let (Ok(Selector::Template(a)), Ok(Selector::Template(b))) =
+            (selectors.parse("/o/{id}"), selectors.parse("/o/{id}"))
+        else {
+            panic!("templates")
+        };
+        assert!(Arc::ptr_eq(&a, &b), "the second stream shares the first one's");
+        drop((a, b));
+        for i in 0..200 {
+            let _ = selectors.parse(&format!("/t{i}/{{id}}")).unwrap();
+        }
+        assert!(selectors.lock().templates.len() < 200, "dead templates are swept out");
+        assert!(matches!(selectors.parse("/plain"), Ok(Selector::Exact(_))));
     }
 
     /// A bad selector says which it is and what is wrong.

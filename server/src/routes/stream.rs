@@ -10,7 +10,7 @@
 use super::AppState;
 use crate::auth::StreamCredentials;
 use crate::error::AppError;
-use crate::hub::selector::Selector;
+use crate::hub::selector::{Selector, Selectors};
 use crate::hub::{Interest, SubscribeError};
 use crate::transport::{self, Frames, TakeOver};
 use app::event::Topic;
@@ -43,16 +43,16 @@ pub async fn stream(
 ) -> Result<Response, AppError> {
     require_utf8(raw.as_deref().unwrap_or(""))?;
     let Query(query) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    let selectors = selectors(&state.selectors, raw.as_deref().unwrap_or(""))?;
     let credentials = StreamCredentials {
         user: query.user.as_deref(),
+        topics: &selectors,
         token: query.token.as_deref(),
         ticket: query.ticket.as_deref(),
     };
-    let selectors = selectors(raw.as_deref().unwrap_or(""))?;
     // The original client gives no user and means "empty"; a stream of topics means nobody.
     let default_user = selectors.is_empty().then_some(DEFAULT_USER);
     let listener = state.auth.stream_listener(&headers, credentials, default_user)?;
-    listener.permit(&selectors)?;
     let expires = listener.deadline();
     // The header a reconnecting browser sends wins over the query a page wrote.
     let last_event_id = headers
@@ -87,14 +87,14 @@ pub async fn stream(
 
 /// The `topic` parameters, parsed, each once, at most [`Topic::MAX_PER_EVENT`]; a bad one is
 /// a 400 that names it.
-fn selectors(query: &str) -> Result<Vec<Selector>, AppError> {
+fn selectors(cache: &Selectors, query: &str) -> Result<Vec<Selector>, AppError> {
     let mut selectors: Vec<Selector> = Vec::new();
     for pair in query.split('&') {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         if decode(name) != "topic" {
             continue;
         }
-        let selector = Selector::parse(&decode(value)).map_err(AppError::BadRequest)?;
+        let selector = cache.parse(&decode(value)).map_err(AppError::BadRequest)?;
         if selectors.iter().any(|s| s.as_str() == selector.as_str()) {
             continue;
         }
