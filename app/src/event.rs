@@ -9,6 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 
 mod body;
+mod request;
 pub mod topic;
 
 pub use body::PublishBody;
@@ -171,24 +172,9 @@ impl Recipients {
         }
     }
 
-    /// Parses the `to` field: `"alice"`, `["alice", "bob"]` or `"*"`, holding a list to
-    /// `max_names`.
-    fn from_json(value: &Value, max_names: usize) -> Result<Self, String> {
-        let names: Vec<&str> = match value {
-            Value::String(s) if s == "*" => return Ok(Recipients::All),
-            Value::String(s) => vec![s.as_str()],
-            Value::Array(items) => items
-                .iter()
-                .map(|item| item.as_str().ok_or("`to` must list user names as strings"))
-                .collect::<Result<_, _>>()?,
-            _ => return Err("`to` must be a user name, a list of user names, or \"*\"".into()),
-        };
-        Recipients::from_names(names, max_names)
-    }
-
     /// The names of a `to` list (or the one name given), checked and deduplicated in linear
     /// time, first occurrence kept; more than `max_names` are refused before any is checked.
-    fn from_names(names: Vec<&str>, max_names: usize) -> Result<Self, String> {
+    pub(crate) fn from_names(names: Vec<&str>, max_names: usize) -> Result<Self, String> {
         if names.is_empty() {
             return Err("`to` must name at least one user".into());
         }
@@ -211,7 +197,7 @@ impl Recipients {
 }
 
 /// Why a `to` list of `listed` names is refused.
-fn too_many_names(listed: usize, max_names: usize) -> String {
+pub(crate) fn too_many_names(listed: usize, max_names: usize) -> String {
     format!("`to` lists {listed} names; the limit is {max_names} per event")
 }
 
@@ -230,7 +216,7 @@ pub struct PublishRequest {
 }
 
 impl PublishRequest {
-    /// The request as JSON, as stores keep it; [`PublishRequest::from_json`] reads it back.
+    /// The request as JSON, as stores keep it; [`PublishRequest::from_stored`] reads it back.
     pub fn to_json(&self) -> Value {
         let mut json = serde_json::json!({ "event": self.event.as_str(), "data": self.data });
         if !self.to.is_nobody() {
@@ -240,42 +226,6 @@ impl PublishRequest {
             json["topic"] = topic::to_json(&self.topics);
         }
         json
-    }
-
-    /// Validates a parsed JSON body, with an error message fit to show the publisher.
-    pub fn from_json(value: &Value) -> Result<Self, String> {
-        Self::from_json_within(value, Recipients::MAX_NAMES)
-    }
-
-    /// Reads back a request a store kept: it was accepted once, so it is read whatever the
-    /// limits are now (a `to` list longer than [`Recipients::MAX_NAMES`] is not lost).
-    pub fn from_stored(value: &Value) -> Result<Self, String> {
-        Self::from_json_within(value, usize::MAX)
-    }
-
-    fn from_json_within(value: &Value, max_names: usize) -> Result<Self, String> {
-        let Value::Object(fields) = value else {
-            return Err("an event must be a JSON object with `to` or `topic`, `event` and `data`".into());
-        };
-        if let Some(unknown) = fields.keys().find(|k| !matches!(k.as_str(), "to" | "topic" | "event" | "data")) {
-            return Err(format!("unknown field `{unknown}`; expected `to`, `topic`, `event` and `data`"));
-        }
-        let topics = fields.get("topic").map(topic::from_json).transpose()?.unwrap_or_default();
-        let to = match fields.get("to") {
-            Some(to) => Recipients::from_json(to, max_names)?,
-            None if !topics.is_empty() => Recipients::nobody(),
-            None => return Err("missing field `to` (or `topic`): an event needs users or topics".into()),
-        };
-        let event = match fields.get("event") {
-            None | Some(Value::Null) => EventName::message(),
-            Some(Value::String(name)) => EventName::new(name.as_str())?,
-            Some(_) => return Err("`event` must be a string".into()),
-        };
-        let data = match fields.get("data").ok_or("missing field `data`")? {
-            Value::String(text) => text.clone(),
-            other => other.to_string(),
-        };
-        Ok(PublishRequest { to, topics, event, data })
     }
 }
 
@@ -331,6 +281,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn parse(value: &Value) -> Result<PublishRequest, String> {
+        PublishRequest::parse(&value.to_string())
+    }
+
+    fn stored(request: &PublishRequest) -> PublishRequest {
+        PublishRequest::from_stored(request.to_json().to_string().as_bytes()).unwrap()
+    }
+
     /// Ids order by time, then by sequence, and a stalled clock still yields increasing ids.
     #[test]
     fn ids_increase_even_when_the_clock_stalls() {
@@ -374,29 +332,29 @@ mod tests {
     /// The three forms of `to`, defaults, and data as text.
     #[test]
     fn publish_requests_parse() {
-        let one = PublishRequest::from_json(&json!({"to": "alice", "data": "hi"})).unwrap();
+        let one = parse(&json!({"to": "alice", "data": "hi"})).unwrap();
         assert_eq!(one.to, Recipients::Users(vec![UserName::new("alice").unwrap()]));
         assert_eq!(one.event.as_str(), "message");
         assert_eq!(one.data, "hi");
-        let all = PublishRequest::from_json(&json!({"to": "*", "event": "x", "data": {"a": [1, 2]}})).unwrap();
+        let all = parse(&json!({"to": "*", "event": "x", "data": {"a": [1, 2]}})).unwrap();
         assert_eq!(all.to, Recipients::All);
         assert_eq!(all.data, r#"{"a":[1,2]}"#);
-        let many = PublishRequest::from_json(&json!({"to": ["a", "b", "a"], "data": 1})).unwrap();
-        assert_eq!(PublishRequest::from_json(&many.to_json()).unwrap(), many, "stores read back what they wrote");
-        assert_eq!(PublishRequest::from_json(&all.to_json()).unwrap(), all);
+        let many = parse(&json!({"to": ["a", "b", "a"], "data": 1})).unwrap();
+        assert_eq!(stored(&many), many, "stores read back what they wrote");
+        assert_eq!(stored(&all), all);
         assert_eq!(many.to, Recipients::Users(vec![UserName::new("a").unwrap(), UserName::new("b").unwrap()]));
-        let topical = PublishRequest::from_json(&json!({"topic": ["t1", "t2"], "data": 1})).unwrap();
+        let topical = parse(&json!({"topic": ["t1", "t2"], "data": 1})).unwrap();
         assert!(topical.to.is_nobody() && topical.topics.len() == 2);
         assert_eq!(topical.to_json(), json!({"topic": ["t1", "t2"], "event": "message", "data": "1"}));
-        assert_eq!(PublishRequest::from_json(&topical.to_json()).unwrap(), topical);
-        let both = PublishRequest::from_json(&json!({"to": "a", "topic": "t", "data": 1})).unwrap();
-        assert_eq!(PublishRequest::from_json(&both.to_json()).unwrap(), both);
+        assert_eq!(stored(&topical), topical);
+        let both = parse(&json!({"to": "a", "topic": "t", "data": 1})).unwrap();
+        assert_eq!(stored(&both), both);
     }
 
     /// A `to` list keeps each name once, where it first appeared.
     #[test]
     fn recipients_keep_first_seen_order() {
-        let request = PublishRequest::from_json(&json!({"to": ["c", "a", "c", "b", "a", "d"], "data": 1})).unwrap();
+        let request = parse(&json!({"to": ["c", "a", "c", "b", "a", "d"], "data": 1})).unwrap();
         let names = ["c", "a", "b", "d"].map(|n| UserName::new(n).unwrap());
         assert_eq!(request.to, Recipients::Users(names.to_vec()));
     }
@@ -421,9 +379,9 @@ mod tests {
     fn lists_past_the_limit_are_refused() {
         let names: Vec<String> = (0..=Recipients::MAX_NAMES).map(|i| format!("u{i}")).collect();
         let body = json!({"to": names, "data": 1});
-        let err = PublishRequest::from_json(&body).unwrap_err();
+        let err = parse(&body).unwrap_err();
         assert!(err.contains("10001 names") && err.contains("limit is 10000"), "{err}");
-        let stored = PublishRequest::from_stored(&body).unwrap();
+        let stored = PublishRequest::from_stored(body.to_string().as_bytes()).unwrap();
         assert!(matches!(&stored.to, Recipients::Users(users) if users.len() == names.len()));
     }
 
@@ -432,11 +390,13 @@ mod tests {
     fn bad_publish_requests_say_why() {
         let cases = [
             (json!([]), "JSON object"),
+            (json!("text"), "JSON object"),
             (json!({"data": 1}), "missing field `to`"),
             (json!({"topic": [], "to": "a", "data": 1}), "at least one topic"),
             (json!({"to": "", "data": 1}), "empty"),
             (json!({"to": [], "data": 1}), "at least one"),
-            (json!({"to": 5, "data": 1}), "`to` must be"),
+            (json!({"to": 5, "data": 1}), "`to` to be"),
+            (json!({"to": [5], "data": 1}), "expected a string"),
             (json!({"to": ["*", "a"], "data": 1}), "cannot be listed"),
             (json!({"to": "a"}), "missing field `data`"),
             (json!({"to": "a", "event": "a\nb", "data": 1}), "control"),
@@ -444,7 +404,7 @@ mod tests {
             (json!({"to": "a", "date": 1}), "unknown field `date`"),
         ];
         for (body, expected) in cases {
-            let err = PublishRequest::from_json(&body).unwrap_err();
+            let err = parse(&body).unwrap_err();
             assert!(err.contains(expected), "{body}: {err}");
         }
     }

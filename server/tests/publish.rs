@@ -104,7 +104,7 @@ async fn bad_bodies_get_400() {
         (r#"{"data": 1}"#, "missing field `to`"),
         (r#"{"to": "", "data": 1}"#, "empty"),
         (r#"{"to": [], "data": 1}"#, "at least one"),
-        (r#"{"to": 7, "data": 1}"#, "`to` must be"),
+        (r#"{"to": 7, "data": 1}"#, "expected `to` to be a user name"),
         (r#"{"to": "a", "event": " x", "data": 1}"#, "whitespace"),
         (r#"{"to": "a", "event": "", "data": 1}"#, "empty"),
         (r#"{"to": "a"}"#, "missing field `data`"),

@@ -4,7 +4,6 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::HashSet;
 use std::fmt;
 
 /// A topic: 1–1,024 bytes of UTF-8 without control characters. Usually an IRI, but any such
@@ -50,34 +49,6 @@ impl fmt::Display for Topic {
     }
 }
 
-/// The `topic` field of a publish: one topic, or a list of them (deduplicated, in the order
-/// given, at most [`Topic::MAX_PER_EVENT`]).
-pub(super) fn from_json(value: &Value) -> Result<Vec<Topic>, String> {
-    let listed: Vec<&str> = match value {
-        Value::String(one) => vec![one.as_str()],
-        Value::Array(items) => items
-            .iter()
-            .map(|item| item.as_str().ok_or("`topic` must list topics as strings"))
-            .collect::<Result<_, _>>()?,
-        _ => return Err("`topic` must be a topic or a list of topics".into()),
-    };
-    if listed.is_empty() {
-        return Err("`topic` must name at least one topic".into());
-    }
-    if listed.len() > Topic::MAX_PER_EVENT {
-        return Err(format!("`topic` lists {} topics; the limit is {} per event", listed.len(), Topic::MAX_PER_EVENT));
-    }
-    let mut seen = HashSet::with_capacity(listed.len());
-    let mut topics = Vec::with_capacity(listed.len());
-    for topic in listed {
-        let checked = Topic::new(topic).map_err(|e| format!("`topic` {topic:?}: {e}"))?;
-        if seen.insert(topic) {
-            topics.push(checked);
-        }
-    }
-    Ok(topics)
-}
-
 /// The `topic` field as stores keep it: one topic as a string, several as a list.
 pub fn to_json(topics: &[Topic]) -> Value {
     match topics {
@@ -89,7 +60,12 @@ pub fn to_json(topics: &[Topic]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::PublishRequest;
     use serde_json::json;
+
+    fn topics(field: Value) -> Result<Vec<Topic>, String> {
+        PublishRequest::parse(&json!({"topic": field, "data": 1}).to_string()).map(|r| r.topics)
+    }
 
     /// Topics follow the rule; a list keeps each once, in order; each wrong shape says why.
     #[test]
@@ -99,18 +75,19 @@ mod tests {
         for (bad, why) in [("", "empty"), ("a\nb", "control"), (&"x".repeat(1025), "limit is 1024")] {
             assert!(Topic::new(bad).is_err_and(|e| e.contains(why)), "{bad:?}");
         }
-        let list = from_json(&json!(["b", "a", "b"])).unwrap();
+        let list = topics(json!(["b", "a", "b"])).unwrap();
         assert_eq!(list, [Topic::new("b").unwrap(), Topic::new("a").unwrap()]);
         assert_eq!(to_json(&list), json!(["b", "a"]));
         assert_eq!(to_json(&list[..1]), json!("b"));
+        assert_eq!(topics(json!(vec!["t"; 300])).unwrap().len(), 1, "duplicates are not counted");
         for (bad, why) in [
-            (json!(5), "must be a topic"),
+            (json!(5), "`topic` to be"),
             (json!([]), "at least one"),
-            (json!([1]), "as strings"),
+            (json!([1]), "expected a string"),
             (json!(["ok", "bad\u{7}"]), "control"),
-            (json!(vec!["t"; 257]), "limit is 256"),
+            (json!((0..257).map(|i| format!("t{i}")).collect::<Vec<_>>()), "limit is 256"),
         ] {
-            assert!(from_json(&bad).is_err_and(|e| e.contains(why)), "{bad}");
+            assert!(topics(bad.clone()).is_err_and(|e| e.contains(why)), "{bad}");
         }
     }
 }

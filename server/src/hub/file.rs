@@ -105,8 +105,7 @@ fn load(path: &Path, capacity: usize, max_bytes: usize) -> std::io::Result<Loade
             floor = floor.max(id_of(k.value()));
             break;
         }
-        let json: serde_json::Value = serde_json::from_slice(v.value()).map_err(io_error)?;
-        let request = PublishRequest::from_stored(&json).map_err(io_error)?;
+        let request = PublishRequest::from_stored(v.value()).map_err(io_error)?;
         events.push((id_of(k.value()), request));
     }
     events.reverse();
@@ -235,7 +234,8 @@ mod tests {
         let path = dir.join("history.redb");
         let (mut ledger, start, _) = load(&path, 100, usize::MAX).unwrap();
         let id = |n: u64| EventId { millis: start.millis + n, seq: 0 };
-        let request = PublishRequest::from_json(&serde_json::json!({"to": "amy", "data": "x".repeat(100)})).unwrap();
+        let request =
+            PublishRequest::parse(&serde_json::json!({"to": "amy", "data": "x".repeat(100)}).to_string()).unwrap();
         let record = request.to_json().to_string().into_bytes();
         let records: Vec<(u128, Vec<u8>)> = (1..=10).map(|n| (key(id(n)), record.clone())).collect();
         write(&mut ledger, &records).unwrap();
@@ -263,7 +263,7 @@ mod tests {
             max_connections: 1,
         };
         let hub = open(settings, &dir).await.unwrap();
-        let request = || PublishRequest::from_json(&serde_json::json!({"to": "amy", "data": "x"})).unwrap();
+        let request = || PublishRequest::parse(r#"{"to": "amy", "data": "x"}"#).unwrap();
         assert!(hub.publish(request()).await.is_ok());
         assert_eq!(hub.store_health(), Ok(()));
 

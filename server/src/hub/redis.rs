@@ -48,7 +48,7 @@ fn decode(id: &str, fields: &std::collections::HashMap<String, redis::Value>) ->
             json[field] = serde_json::from_str::<serde_json::Value>(&value).ok()?;
         }
     }
-    PublishRequest::from_stored(&json).ok().map(|request| (id, request))
+    PublishRequest::from_stored(json.to_string().as_bytes()).ok().map(|request| (id, request))
 }
 
 /// Connects, loads the retained events, and starts following the stream.
