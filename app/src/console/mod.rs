@@ -1,9 +1,10 @@
-//! The console: a page of panels, each watching one user's stream, plus a publish form and the
-//! list of connected users. It keeps the shape of the original three-panel page.
+//! The console: a page of panels, each watching a user's stream and/or topics, plus a publish
+//! form and the lists of connected users and of topics with streams. It keeps the shape of the
+//! original three-panel page.
 //!
 //! - [`panel`]: one panel — its connection, state and table of events.
 //! - [`publish`]: the publish form.
-//! - [`users`]: the live list of connected users.
+//! - [`users`]: the live lists of connected users and of topics with streams.
 //! - [`source`]: the browser side — `EventSource` and `fetch` calls (a no-op on the server).
 //! - [`format`]: how event data is shown.
 
@@ -73,6 +74,19 @@ pub(crate) struct Shared {
     pub auth: RwSignal<bool>,
     /// The token the publish form and the user list send, when the hub wants one.
     pub publisher_token: RwSignal<String>,
+}
+
+/// The entries of a Topics field (a panel's selectors, the publish form's topics), each once, in
+/// order. They are separated by whitespace, not commas: URLs and templates hold commas but no
+/// spaces (so a topic with a space in it cannot be named here).
+fn split_topics(text: &str) -> Vec<String> {
+    let mut topics: Vec<String> = Vec::new();
+    for topic in text.split_whitespace() {
+        if !topics.iter().any(|t| t == topic) {
+            topics.push(topic.to_owned());
+        }
+    }
+    topics
 }
 
 /// Browsers open at most six HTTP/1.1 connections per origin; a seventh stream waits silently.
@@ -147,7 +161,24 @@ fn Console() -> impl IntoView {
             <div class="side">
                 <publish::PublishForm/>
                 <users::UserList/>
+                <users::TopicList/>
             </div>
         </main>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_topics;
+
+    /// Spaces, tabs and newlines separate entries; commas do not; repeats are dropped.
+    #[test]
+    fn topics_fields_split_on_whitespace() {
+        assert_eq!(split_topics(""), Vec::<String>::new());
+        assert_eq!(split_topics("  \n "), Vec::<String>::new());
+        assert_eq!(
+            split_topics(" https://a.example/x,y\n*\t{+path}/z  https://a.example/x,y "),
+            ["https://a.example/x,y", "*", "{+path}/z"]
+        );
     }
 }

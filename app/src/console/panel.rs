@@ -1,8 +1,9 @@
-//! One panel: a user's stream, its state, and the table of what arrived (No, lastEventId, type,
-//! data), as in the original page — without its leaks: a panel holds one connection at most.
+//! One panel: a stream for a user and/or topic selectors, its state, and the table of what
+//! arrived (No, lastEventId, type, data), as in the original page — without its leaks: a panel
+//! holds one connection at most.
 
 use super::source::{Connection, SourceEvent, StreamRequest, Transport};
-use super::{format::display_data, Shared};
+use super::{format::display_data, split_topics, Shared};
 use crate::event::EventName;
 use leptos::prelude::*;
 use std::collections::VecDeque;
@@ -41,6 +42,7 @@ fn kind_class(kind: &str) -> &'static str {
 pub fn Panel(key: u32, initial_user: String, on_remove: Callback<u32>) -> impl IntoView {
     let shared = expect_context::<Shared>();
     let user = RwSignal::new(initial_user);
+    let topics = RwSignal::new(String::new());
     let token = RwSignal::new(String::new());
     let transport = RwSignal::new(Transport::EventSource);
     let status = RwSignal::new(Status::Closed);
@@ -104,6 +106,7 @@ pub fn Panel(key: u32, initial_user: String, on_remove: Callback<u32>) -> impl I
         listen.push(EventName::GAP.to_owned());
         let request = StreamRequest {
             user: user.get_untracked(),
+            topics: split_topics(&topics.get_untracked()),
             token: token.get_untracked(),
             transport: transport.get_untracked(),
         };
@@ -182,6 +185,14 @@ pub fn Panel(key: u32, initial_user: String, on_remove: Callback<u32>) -> impl I
                 }>"Clear"</button>
                 <button aria-label=format!("Remove panel {key}") on:click=move |_| on_remove.run(key)>"×"</button>
             </div>
+            <label class="panel-topics">
+                "Topics"
+                <textarea
+                    rows="1"
+                    placeholder="selectors, one per line or space-separated: * or https://shop.example/orders/{id}"
+                    bind:value=topics
+                ></textarea>
+            </label>
             <div class="panel-auth">
                 <Show when=move || shared.auth.get()>
                     <label>"Token" <input type="password" autocomplete="off" bind:value=token/></label>

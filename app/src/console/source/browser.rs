@@ -2,7 +2,7 @@
 //! [`SourceEvent`]s: open, error (reconnecting or not), and the events of the listened names,
 //! and all of them reconnect with the last event id, so a person sees no difference.
 
-use super::{stream_url, ticket, SourceEvent, StreamRequest, Transport};
+use super::{ticket, SourceEvent, StreamRequest, Transport};
 use crate::event::EventName;
 use crate::sse::Parser;
 use std::cell::{Cell, RefCell};
@@ -68,8 +68,8 @@ impl Connection {
         match inner.request.transport {
             Transport::Fetch => spawn_local(run_fetch(Rc::downgrade(&inner))),
             Transport::EventSource if !token.is_empty() => spawn_local(open_with_ticket(Rc::downgrade(&inner))),
-            Transport::EventSource => open_native(&inner, &stream_url(&inner.request.user, &[]))?,
-            Transport::EventSourceToken => open_native(&inner, &stream_url(&inner.request.user, &[("token", &token)]))?,
+            Transport::EventSource => open_native(&inner, &inner.request.url(&[]))?,
+            Transport::EventSourceToken => open_native(&inner, &inner.request.url(&[("token", &token)]))?,
         }
         Ok(Connection { inner })
     }
@@ -193,7 +193,7 @@ async fn open_with_ticket(weak: Weak<Inner>) {
         return;
     }
     let last_id = inner.last_id.borrow().clone();
-    let url = stream_url(&inner.request.user, &[("ticket", &ticket), ("lastEventId", &last_id)]);
+    let url = inner.request.url(&[("ticket", &ticket), ("lastEventId", &last_id)]);
     if let Err(reason) = open_native(&inner, &url) {
         inner.emit(SourceEvent::Error { reconnecting: false, reason: Some(reason) });
     }
@@ -250,7 +250,7 @@ async fn fetch_once(inner: &Inner) -> Result<u32, Refused> {
     init.set_headers(&headers);
     init.set_signal(Some(&abort.signal()));
     inner.abort.replace(Some(abort));
-    let url = stream_url(&inner.request.user, &[]);
+    let url = inner.request.url(&[]);
     let response = JsFuture::from(window.fetch_with_str_and_init(&url, &init))
         .await
         .map_err(|_| Refused::ForNow(None))?

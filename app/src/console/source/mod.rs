@@ -5,7 +5,7 @@
 #[cfg(feature = "browser")]
 mod browser;
 
-use crate::event::{HubInfo, PublishAck, UserConnections};
+use crate::event::{HubInfo, PublishAck, TopicStreams, UserConnections};
 
 /// How a panel reaches its stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +48,10 @@ impl Transport {
 #[cfg_attr(not(feature = "browser"), allow(dead_code))]
 #[derive(Clone, Debug)]
 pub struct StreamRequest {
+    /// Empty for a stream of topics alone (the URL then has no `user=`).
     pub user: String,
+    /// Topic selectors, each sent as a `topic=`; none leaves the URL as it was before topics.
+    pub topics: Vec<String>,
     /// A subscriber token, or empty on an open hub.
     pub token: String,
     pub transport: Transport,
@@ -113,12 +116,21 @@ pub fn page_protocol() -> String {
     String::new()
 }
 
-/// The stream URL for `user` with extra query parameters, percent-encoded.
+impl StreamRequest {
+    /// This request's stream URL with `extra` query parameters (a credential, a last event id).
+    #[cfg_attr(not(feature = "browser"), allow(dead_code))]
+    pub fn url(&self, extra: &[(&str, &str)]) -> String {
+        let topics = self.topics.iter().map(|topic| ("topic", topic.as_str()));
+        stream_url(std::iter::once(("user", self.user.as_str())).chain(topics).chain(extra.iter().copied()))
+    }
+}
+
+/// The stream URL with these query parameters in order, percent-encoded; empty values are left out.
 #[cfg_attr(not(feature = "browser"), allow(dead_code))]
-pub fn stream_url(user: &str, extra: &[(&str, &str)]) -> String {
+fn stream_url<'a>(params: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     let mut url = format!("{}/stream-sse?", hub_base());
     let mut first = true;
-    for (name, value) in std::iter::once(("user", user)).chain(extra.iter().copied()) {
+    for (name, value) in params {
         if value.is_empty() {
             continue;
         }
@@ -209,7 +221,19 @@ pub async fn publish(body: serde_json::Value, token: String) -> Result<PublishAc
 /// `GET /api/users`.
 #[cfg(feature = "browser")]
 pub async fn users(token: String) -> Result<Vec<UserConnections>, String> {
-    let response = api("GET", "/api/users", &token).send().await.map_err(|e| e.to_string())?;
+    get_list("/api/users", &token).await
+}
+
+/// `GET /api/topics`.
+#[cfg(feature = "browser")]
+pub async fn topics(token: String) -> Result<Vec<TopicStreams>, String> {
+    get_list("/api/topics", &token).await
+}
+
+/// A list the hub answers a publisher's `GET` with.
+#[cfg(feature = "browser")]
+async fn get_list<T: serde::de::DeserializeOwned>(path: &str, token: &str) -> Result<Vec<T>, String> {
+    let response = api("GET", path, token).send().await.map_err(|e| e.to_string())?;
     if !response.ok() {
         return Err(refusal(response).await);
     }
@@ -238,6 +262,11 @@ pub async fn users(_token: String) -> Result<Vec<UserConnections>, String> {
 }
 
 #[cfg(not(feature = "browser"))]
+pub async fn topics(_token: String) -> Result<Vec<TopicStreams>, String> {
+    Err("the topic list is read in the browser".into())
+}
+
+#[cfg(not(feature = "browser"))]
 pub async fn hub_info() -> Result<HubInfo, String> {
     Err("the hub is asked from the browser".into())
 }
@@ -257,11 +286,35 @@ async fn ticket(token: &str) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    fn request(user: &str, topics: &[&str]) -> StreamRequest {
+        StreamRequest {
+            user: user.to_owned(),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            token: String::new(),
+            transport: Transport::EventSource,
+        }
+    }
+
     /// Stream URLs carry the user and the credential, encoded, and leave out empty values.
     #[test]
     fn stream_urls_are_encoded() {
-        assert_eq!(stream_url("Alpha User", &[]), "/stream-sse?user=Alpha%20User");
-        assert_eq!(stream_url("a", &[("ticket", "t&x"), ("lastEventId", "")]), "/stream-sse?user=a&ticket=t%26x");
-        assert_eq!(stream_url("", &[("token", "abc")]), "/stream-sse?token=abc");
+        assert_eq!(request("Alpha User", &[]).url(&[]), "/stream-sse?user=Alpha%20User");
+        assert_eq!(request("a", &[]).url(&[("ticket", "t&x"), ("lastEventId", "")]), "/stream-sse?user=a&ticket=t%26x");
+        assert_eq!(request("", &[]).url(&[("token", "abc")]), "/stream-sse?token=abc");
+    }
+
+    /// Each selector is one `topic=`, after the user (or alone) and before the credential, with
+    /// every reserved character of a URL or a template encoded.
+    #[test]
+    fn topics_are_one_parameter_each() {
+        assert_eq!(
+            request("ann", &["https://shop.example/orders/42", "*"]).url(&[("ticket", "t")]),
+            "/stream-sse?user=ann&topic=https%3A%2F%2Fshop.example%2Forders%2F42&topic=%2A&ticket=t"
+        );
+        assert_eq!(
+            request("", &["https://shop.example/orders/{id}", "a&b=c d"]).url(&[]),
+            "/stream-sse?topic=https%3A%2F%2Fshop.example%2Forders%2F%7Bid%7D&topic=a%26b%3Dc%20d"
+        );
+        assert_eq!(request("", &["é"]).url(&[]), "/stream-sse?topic=%C3%A9");
     }
 }
