@@ -300,3 +300,7 @@ fn gap_notice(asked: &str, history: &History) -> Bytes {
     let data = serde_json::to_string(&notice).unwrap_or_default();
     Bytes::from(sse::event(None, &EventName::gap(), &data))
 }
+
+// The core's tests are in their own file, to keep this one short.
+#[cfg(test)]
+mod tests;
