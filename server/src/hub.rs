@@ -1,10 +1,14 @@
 //! The hub: who is connected, what was published, and the one path every event takes — an id,
 //! one encoding, the history, then every matching stream's outbox.
 //!
-//! Where events are kept is the store's business: in memory, in a file (`file`), or in Redis
-//! shared by a cluster (`redis`). Whatever the store, events reach streams through
-//! [`Hub::apply`], in id order.
+//! Where events are kept is the event log's business: in memory, in a file (`file`), or in Redis
+//! shared by a cluster (`redis`). Whatever the log, events reach streams through
+//! [`Hub::apply`], in id order. This handle owns the lock on the core and is the only code that
+//! takes it; the core does no I/O and reads no clock.
 //!
+//! - `core`: the synchronous core: the streams by user and by topic, the history, the ids, and
+//!   the delivery of one event.
+//! - `log`: the event log every store implements, and the memory log.
 //! - `history`: the retained events and where a replay starts.
 //! - `outbox`: one stream's bounded queue of bytes.
 //! - `subscription`: one open stream as its writer sees it, and its replay, read from the
@@ -13,28 +17,31 @@
 //! - `file`: the embedded database store, with group commit.
 //! - `redis`: the cluster store on Redis Streams.
 
+mod core;
 mod file;
 mod history;
+mod log;
 mod outbox;
 mod redis;
 pub mod selector;
 mod subscription;
 mod topics;
 
-use app::event::{EventId, EventName, GapNotice, PublishAck, PublishRequest, TopicStreams, UserConnections, UserName};
+use self::core::{Core, Delivery, Subscriber};
+use self::log::{EventLog, MemoryLog, Published};
+use app::event::{EventId, EventName, PublishAck, PublishRequest, TopicStreams, UserConnections, UserName};
 use app::sse;
 use bytes::{Bytes, BytesMut};
-use history::{History, Resume, Stored};
-use outbox::Outbox;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use subscription::Registration;
-pub use subscription::Subscription;
 use tokio_util::sync::CancellationToken;
+
+pub use self::core::SubscribeError;
+pub use self::log::StoreUnavailable;
+pub use subscription::Subscription;
 pub use topics::Interest;
-use topics::TopicIndex;
 
 /// Where the history lives, chosen at start-up.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,10 +52,6 @@ pub enum StoreConfig {
     /// A Redis URL; every node of a cluster shares it.
     Redis(String),
 }
-
-/// Why a publish was not stored (503: nothing was accepted).
-#[derive(Debug)]
-pub struct StoreUnavailable(pub String);
 
 /// The limits the hub enforces.
 #[derive(Clone, Debug)]
@@ -72,45 +75,15 @@ pub struct Hub {
 }
 
 struct Shared {
-    store: Store,
+    log: Arc<dyn EventLog>,
     // A std mutex: every section under it is short and synchronous (assign an id, append bytes
     // to outboxes), and it is never held across an await.
-    state: Mutex<State>,
-    settings: HubSettings,
+    core: Mutex<Core>,
+    /// `--retry`, the first line of every stream.
+    retry: Duration,
     metrics: Metrics,
     /// Cancelled at shutdown: every stream and background task ends on it.
     shutdown: CancellationToken,
-}
-
-/// The store behind the hub's publish path.
-enum Store {
-    Memory,
-    File(file::FileStore),
-    Redis(redis::RedisStore),
-}
-
-struct State {
-    /// The newest id applied (delivered and in the history): the cursor streams are given.
-    newest: EventId,
-    /// The newest id handed out, which may not be applied yet (the file store assigns ids
-    /// before its write commits).
-    reserved: EventId,
-    history: History,
-    /// The streams of each user.
-    users: BTreeMap<UserName, Vec<Arc<Subscriber>>>,
-    /// The streams of each topic selector.
-    topics: TopicIndex,
-    connections: usize,
-    next_subscriber: u64,
-    /// Counts events applied: a stream that several lists reach is written once per event.
-    stamp: u64,
-}
-
-struct Subscriber {
-    id: u64,
-    outbox: Outbox,
-    /// The stamp of the last event written to this stream (only changed under the hub's lock).
-    stamp: AtomicU64,
 }
 
 /// Counters for `/metrics`.
@@ -121,17 +94,7 @@ pub struct Metrics {
     pub slow_consumers_dropped: AtomicU64,
 }
 
-/// Why a stream was refused.
-#[derive(Debug, PartialEq, Eq)]
-pub enum SubscribeError {
-    /// The user already holds `max_per_user` streams.
-    UserFull(usize),
-    /// The hub holds `max_connections` streams.
-    HubFull,
-    /// The hub is shutting down.
-    ShuttingDown,
-}
-
+/// The wall clock, in milliseconds since the epoch: an id's time.
 fn now_millis() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
@@ -139,25 +102,15 @@ fn now_millis() -> u64 {
 impl Hub {
     /// A hub keeping its history in memory.
     pub fn new(settings: HubSettings) -> Hub {
-        Hub::with_store(settings, Store::Memory, EventId { millis: now_millis(), seq: 0 })
+        Hub::with_log(settings, Arc::new(MemoryLog), EventId { millis: now_millis(), seq: 0 })
     }
 
-    fn with_store(settings: HubSettings, store: Store, start: EventId) -> Hub {
-        let state = State {
-            newest: start,
-            reserved: start,
-            history: History::new(settings.history, settings.history_bytes, start),
-            users: BTreeMap::new(),
-            topics: TopicIndex::default(),
-            connections: 0,
-            next_subscriber: 0,
-            stamp: 0,
-        };
+    fn with_log(settings: HubSettings, log: Arc<dyn EventLog>, start: EventId) -> Hub {
         Hub {
             shared: Arc::new(Shared {
-                store,
-                state: Mutex::new(state),
-                settings,
+                log,
+                retry: settings.retry,
+                core: Mutex::new(Core::new(settings, start)),
                 metrics: Metrics::default(),
                 shutdown: CancellationToken::new(),
             }),
@@ -175,17 +128,13 @@ impl Hub {
 
     /// Whether the store can take events; `Err` says why not.
     pub fn store_health(&self) -> Result<(), String> {
-        match &self.shared.store {
-            Store::Memory => Ok(()),
-            Store::File(file) => file.health(),
-            Store::Redis(redis) => redis.health(),
-        }
+        self.shared.log.health()
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
-        // A panic elsewhere cannot leave the state half-written: every section is a few
+    fn core(&self) -> MutexGuard<'_, Core> {
+        // A panic elsewhere cannot leave the core half-written: every section is a few
         // assignments, so a poisoned lock is still consistent.
-        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.shared.core.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -194,20 +143,15 @@ impl Hub {
 
     /// Ends every stream and background task.
     pub fn shutdown(&self) {
-        let state = self.state();
+        let mut core = self.core();
         // Under the lock, so no stream registers after its outbox could have been closed.
         self.shared.shutdown.cancel();
-        // A stream with a user and topics is in several lists; closing twice is harmless.
-        for subscriber in state.users.values().flatten().chain(state.topics.subscribers()) {
-            subscriber.outbox.close();
-        }
+        core.close();
     }
 
     /// After [`Hub::shutdown`]: waits until the store has written what it accepted and closed.
     pub async fn close(&self) {
-        if let Store::File(file) = &self.shared.store {
-            file.close().await;
-        }
+        self.shared.log.close().await;
     }
 
     /// Resolves when the hub is shutting down.
@@ -217,116 +161,58 @@ impl Hub {
 
     /// Stores the event and writes it to every matching stream. Never waits for a subscriber:
     /// a stream whose outbox is full is cut off instead. `Err` means nothing was stored.
-    pub async fn publish(&self, request: PublishRequest) -> Result<PublishAck, StoreUnavailable> {
-        match &self.shared.store {
-            Store::Memory => Ok(self.publish_locked(&mut self.state(), request)),
-            Store::File(file) => file.publish(request).await,
-            Store::Redis(redis) => redis.publish(request).await,
-        }
+    pub async fn publish(&self, request: PublishRequest) -> Published {
+        self.shared.log.publish(self, request).await
     }
 
     /// Publishes `requests` in order, as [`Hub::publish`] would one by one, but in one go: one
     /// lock in memory, one group of commits in the file, one transaction in Redis.
-    pub async fn publish_all(&self, requests: Vec<PublishRequest>) -> Vec<Result<PublishAck, StoreUnavailable>> {
-        match &self.shared.store {
-            Store::Memory => {
-                let mut state = self.state();
-                requests.into_iter().map(|request| Ok(self.publish_locked(&mut state, request))).collect()
-            }
-            // Queued in order; the writer commits whatever is waiting together.
-            Store::File(file) => futures::future::join_all(requests.into_iter().map(|r| file.publish(r))).await,
-            Store::Redis(redis) => redis.publish_all(requests).await,
-        }
+    pub async fn publish_all(&self, requests: Vec<PublishRequest>) -> Vec<Published> {
+        self.shared.log.publish_all(self, requests).await
     }
 
-    /// The memory store's publish: an id, then history and streams.
-    fn publish_locked(&self, state: &mut State, request: PublishRequest) -> PublishAck {
-        let id = state.reserved.next(now_millis());
-        state.reserved = id;
-        let reached = self.apply_locked(state, id, request, true);
-        PublishAck { id: id.to_string(), connections: Some(reached) }
+    /// The memory log's publish: an id, then history and streams.
+    fn publish_now(&self, request: PublishRequest) -> PublishAck {
+        self.publish_locked(&mut self.core(), request)
+    }
+
+    /// The memory log's publish of several, under one lock.
+    fn publish_all_now(&self, requests: Vec<PublishRequest>) -> Vec<PublishAck> {
+        let mut core = self.core();
+        requests.into_iter().map(|request| self.publish_locked(&mut core, request)).collect()
+    }
+
+    fn publish_locked(&self, core: &mut Core, request: PublishRequest) -> PublishAck {
+        let (id, delivery) = core.publish(request, now_millis());
+        PublishAck { id: id.to_string(), connections: Some(self.count(delivery)) }
     }
 
     /// Hands out `n` ids, in order, for events the caller applies later.
     fn reserve(&self, n: usize) -> Vec<EventId> {
-        let mut state = self.state();
-        (0..n)
-            .map(|_| {
-                let id = state.reserved.next(now_millis());
-                state.reserved = id;
-                id
-            })
-            .collect()
+        let mut core = self.core();
+        (0..n).map(|_| core.reserve(now_millis())).collect()
     }
 
     /// Applies stored events, in id order: history, then every matching stream. Returns how
     /// many streams each reached. Ids not after the newest are skipped (a store re-reading).
     fn apply(&self, events: impl IntoIterator<Item = (EventId, PublishRequest)>) -> Vec<usize> {
-        let mut state = self.state();
-        events.into_iter().map(|(id, request)| self.apply_locked(&mut state, id, request, true)).collect()
+        let mut core = self.core();
+        events.into_iter().map(|(id, request)| self.count(core.apply(id, request, now_millis()))).collect()
     }
 
     /// Loads events a store kept from before this process started: history only, not counted
     /// as published.
     fn restore(&self, events: impl IntoIterator<Item = (EventId, PublishRequest)>) {
-        let mut state = self.state();
+        let mut core = self.core();
         for (id, request) in events {
-            self.apply_locked(&mut state, id, request, false);
+            core.apply(id, request, now_millis());
         }
     }
 
-    fn apply_locked(&self, state: &mut State, id: EventId, request: PublishRequest, live: bool) -> usize {
-        if id <= state.newest {
-            return 0;
-        }
-        state.newest = id;
-        state.reserved = state.reserved.max(id);
-        self.expire(state);
-        let max_queue = self.shared.settings.max_queue;
-        let frame = Bytes::from(sse::event(Some(&id), &request.event, &request.data));
-        state.stamp += 1;
-        let stamp = state.stamp;
-        let mut reached = 0;
-        let mut dropped = 0;
-        let State { users, topics, .. } = state;
-        let mut deliver = |subscribers: &mut Vec<Arc<Subscriber>>| {
-            subscribers.retain(|s| {
-                if s.stamp.swap(stamp, Ordering::Relaxed) == stamp {
-                    return true;
-                }
-                match s.outbox.push(&frame, max_queue) {
-                    Ok(()) => {
-                        reached += 1;
-                        true
-                    }
-                    Err(closed) => {
-                        dropped += usize::from(closed.overflowed_now);
-                        false
-                    }
-                }
-            });
-        };
-        match &request.to {
-            app::event::Recipients::All => users.values_mut().for_each(&mut deliver),
-            app::event::Recipients::Users(names) => {
-                for name in names {
-                    if let Some(subscribers) = users.get_mut(name) {
-                        deliver(subscribers);
-                    }
-                }
-            }
-        }
-        topics.matching(&request.topics, &mut deliver);
-        if dropped > 0 {
-            // Still counted until their writers have closed their sockets (`unregister`), so
-            // the count never falls below the descriptors streams hold.
-            users.retain(|_, subscribers| !subscribers.is_empty());
-            topics.prune();
-        }
-        state.history.push(Stored { id, to: request.to, topics: request.topics, frame });
-        if !live {
-            return reached;
-        }
+    /// Counts a live event in the metrics (under the lock, as it was applied); returns how many
+    /// streams it reached.
+    fn count(&self, delivery: Option<Delivery>) -> usize {
+        let Some(Delivery { reached, dropped }) = delivery else { return 0 };
         let metrics = &self.shared.metrics;
         metrics.published.fetch_add(1, Ordering::Relaxed);
         metrics.delivered.fetch_add(reached as u64, Ordering::Relaxed);
@@ -337,13 +223,6 @@ impl Hub {
         reached
     }
 
-    /// Evicts the kept events older than `--history-ttl`.
-    fn expire(&self, state: &mut State) {
-        if let Some(ttl) = self.shared.settings.history_ttl {
-            state.history.expire(now_millis().saturating_sub(ttl.as_millis() as u64));
-        }
-    }
-
     /// Opens a stream for what `interest` asks: the preamble (retry, cursor, welcome), the
     /// replay after `last_event_id`, then live events. Registration and the replay's first part
     /// happen under one lock, so no event is missed or sent twice; a replay longer than
@@ -352,110 +231,66 @@ impl Hub {
     /// resuming from the last event it saw resumes from the cursor even if no other event came.
     /// The welcome's data is the user's name (empty for an anonymous stream).
     pub fn subscribe(&self, interest: Interest, last_event_id: Option<&str>) -> Result<Subscription, SubscribeError> {
-        let settings = &self.shared.settings;
         let mut head = BytesMut::new();
-        head.extend_from_slice(sse::retry(settings.retry.as_millis() as u64).as_bytes());
+        head.extend_from_slice(sse::retry(self.shared.retry.as_millis() as u64).as_bytes());
         let welcome = sse::event(None, &EventName::message(), interest.user.as_ref().map_or("", UserName::as_str));
 
-        let mut state = self.state();
-        if self.shared.shutdown.is_cancelled() {
-            return Err(SubscribeError::ShuttingDown);
-        }
-        if state.connections >= settings.max_connections {
-            return Err(SubscribeError::HubFull);
-        }
-        if let Some(user) = &interest.user {
-            let held = state.users.get(user).map_or(0, Vec::len);
-            if held >= settings.max_per_user {
-                return Err(SubscribeError::UserFull(settings.max_per_user));
-            }
-        }
-        self.expire(&mut state);
-        head.extend_from_slice(sse::id_only(&state.newest).as_bytes());
+        let opened = self.core().subscribe(&interest, last_event_id, now_millis())?;
+        head.extend_from_slice(sse::id_only(&opened.cursor).as_bytes());
         head.extend_from_slice(welcome.as_bytes());
-        let mut replayed = Vec::new();
-        let mut replay = None;
-        if let Some(asked) = last_event_id {
-            let after = match state.history.resume(asked, state.newest) {
-                Resume::After(id) => id,
-                Resume::Gap => {
-                    head.extend_from_slice(&gap_notice(asked, &state.history));
-                    state.history.floor()
-                }
-            };
-            let part = state.history.replay(&interest, after, settings.max_queue, &mut replayed);
-            if !part.done {
-                replay = Some(part.last.unwrap_or(after));
-            }
+        if let Some(gap) = &opened.gap {
+            head.extend_from_slice(gap);
         }
-        let id = state.next_subscriber;
-        state.next_subscriber += 1;
-        let outbox = if replay.is_some() { Outbox::replaying() } else { Outbox::default() };
-        let subscriber = Arc::new(Subscriber { id, outbox, stamp: AtomicU64::new(state.stamp) });
-        if let Some(user) = &interest.user {
-            state.users.entry(user.clone()).or_default().push(Arc::clone(&subscriber));
-        }
-        state.topics.add(&subscriber, &interest.selectors);
-        state.connections += 1;
-        drop(state);
 
         tracing::info!(user = %interest.label(), topics = interest.selectors.len(), "stream opened");
-        replayed.insert(0, head.freeze());
+        let mut first = opened.replayed;
+        first.insert(0, head.freeze());
+        let id = opened.subscriber.id;
         Ok(Subscription::new(
-            replayed,
-            replay,
-            subscriber,
+            first,
+            opened.replay,
+            opened.subscriber,
             Registration { hub: self.clone(), interest, id, opened: Instant::now() },
         ))
     }
 
+    /// The next part of a replay: see [`Core::replay_next`].
+    fn replay_next(
+        &self,
+        interest: &Interest,
+        after: EventId,
+        subscriber: &Subscriber,
+        into: &mut Vec<Bytes>,
+    ) -> Option<EventId> {
+        self.core().replay_next(interest, after, subscriber, into, now_millis())
+    }
+
     fn unregister(&self, interest: &Interest, id: u64) {
-        let mut state = self.state();
-        state.connections -= 1;
-        state.topics.remove(id, &interest.selectors);
-        let Some(user) = &interest.user else { return };
-        let Some(subscribers) = state.users.get_mut(user) else { return };
-        subscribers.retain(|s| s.id != id);
-        if subscribers.is_empty() {
-            state.users.remove(user);
-        }
+        self.core().unregister(interest, id);
     }
 
     /// Open streams per exact topic, sorted by topic.
     pub fn topics(&self) -> Vec<TopicStreams> {
-        self.state().topics.exact_topics()
+        self.core().topics()
     }
 
     /// How many distinct exact topics open streams subscribe to.
     pub fn topic_count(&self) -> usize {
-        self.state().topics.distinct()
+        self.core().topic_count()
     }
 
     /// Open streams per user, sorted by user.
     pub fn users(&self) -> Vec<UserConnections> {
-        let state = self.state();
-        state
-            .users
-            .iter()
-            .map(|(user, subs)| UserConnections { user: user.to_string(), connections: subs.len() })
-            .collect()
+        self.core().users()
     }
 
     /// How many streams are open.
     pub fn connections(&self) -> usize {
-        self.state().connections
+        self.core().connections()
     }
 
     /// One connected user chosen uniformly at random, for the ticker.
     pub fn random_user(&self, rng: &mut impl rand::Rng) -> Option<UserName> {
-        use rand::seq::IteratorRandom;
-        self.state().users.keys().choose(rng).cloned()
+        self.core().random_user(rng)
     }
-}
-
-/// The `gap` event for a client whose last id `asked` is not in the history.
-fn gap_notice(asked: &str, history: &History) -> Bytes {
-    let notice = GapNotice { last_event_id: asked.to_owned(), earliest: history.earliest().map(|id| id.to_string()) };
-    let data = serde_json::to_string(&notice).unwrap_or_default();
-    Bytes::from(sse::event(None, &EventName::gap(), &data))
 }

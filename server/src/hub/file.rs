@@ -6,7 +6,9 @@
 //! redb: a pure-Rust, ACID, crash-safe embedded key-value store, actively kept; no C library and
 //! no server to run.
 
-use super::{EventId, Hub, HubSettings, PublishAck, PublishRequest, Store, StoreUnavailable};
+use super::log::{EventLog, Published};
+use super::{EventId, Hub, HubSettings, PublishAck, PublishRequest, StoreUnavailable};
+use futures::future::BoxFuture;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
@@ -51,22 +53,25 @@ struct Ledger {
 
 /// Opens (or creates) `dir/history.redb`, loads what it holds, and starts the writer.
 pub(super) async fn open(settings: HubSettings, dir: &Path) -> std::io::Result<Hub> {
+    open_with_store(settings, dir).await.map(|(hub, _)| hub)
+}
+
+/// [`open`], also handing back the store the hub writes through.
+async fn open_with_store(settings: HubSettings, dir: &Path) -> std::io::Result<(Hub, Arc<FileStore>)> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join("history.redb");
     let (capacity, max_bytes) = (settings.history, settings.history_bytes);
     let (ledger, floor, events) =
         tokio::task::spawn_blocking(move || load(&path, capacity, max_bytes)).await.map_err(io_error)??;
     let (queue, pending) = mpsc::channel(MAX_BATCH * 4);
-    let store = FileStore { queue, writer: std::sync::Mutex::new(None) };
-    let hub = Hub::with_store(settings, Store::File(store), floor);
+    let store = Arc::new(FileStore { queue, writer: std::sync::Mutex::new(None) });
+    let hub = Hub::with_log(settings, Arc::clone(&store) as Arc<dyn EventLog>, floor);
     let held = events.len();
     hub.restore(events);
     tracing::info!(events = held, "history loaded from the data directory");
     let writer = tokio::spawn(write_loop(hub.clone(), ledger, pending));
-    if let Store::File(store) = &hub.shared.store {
-        *store.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(writer);
-    }
-    Ok(hub)
+    *store.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(writer);
+    Ok((hub, store))
 }
 
 /// What a database holds at start-up: the writer's ledger, the floor, and the events.
@@ -115,17 +120,28 @@ fn load(path: &Path, capacity: usize, max_bytes: usize) -> std::io::Result<Loade
 }
 
 impl FileStore {
-    /// Waits for the writer to finish what was queued and close the database.
-    pub(super) async fn close(&self) {
-        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(writer) = writer {
-            let _ = writer.await;
-        }
+    /// Queues the publish for the writer and waits for its group commit.
+    async fn commit(&self, request: PublishRequest) -> Published {
+        let (reply, answer) = oneshot::channel();
+        let gone = || StoreUnavailable("the history database is shutting down".into());
+        self.queue.send(Pending { request, reply }).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+impl EventLog for FileStore {
+    fn publish<'a>(&'a self, _hub: &'a Hub, request: PublishRequest) -> BoxFuture<'a, Published> {
+        Box::pin(self.commit(request))
+    }
+
+    fn publish_all<'a>(&'a self, _hub: &'a Hub, requests: Vec<PublishRequest>) -> BoxFuture<'a, Vec<Published>> {
+        // Queued in order; the writer commits whatever is waiting together.
+        Box::pin(futures::future::join_all(requests.into_iter().map(|r| self.commit(r))))
     }
 
     /// `Err` once the writer has stopped: it ends on a panic in a write (or in applying one),
     /// and at shutdown; nothing is stored after that.
-    pub(super) fn health(&self) -> Result<(), String> {
+    fn health(&self) -> Result<(), String> {
         if self.queue.is_closed() {
             Err("the history writer has stopped".into())
         } else {
@@ -133,11 +149,14 @@ impl FileStore {
         }
     }
 
-    pub(super) async fn publish(&self, request: PublishRequest) -> Result<PublishAck, StoreUnavailable> {
-        let (reply, answer) = oneshot::channel();
-        let gone = || StoreUnavailable("the history database is shutting down".into());
-        self.queue.send(Pending { request, reply }).await.map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+    /// Waits for the writer to finish what was queued and close the database.
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(writer) = writer {
+                let _ = writer.await;
+            }
+        })
     }
 }
 
@@ -262,12 +281,11 @@ mod tests {
             max_per_user: 1,
             max_connections: 1,
         };
-        let hub = open(settings, &dir).await.unwrap();
+        let (hub, store) = open_with_store(settings, &dir).await.unwrap();
         let request = || PublishRequest::parse(r#"{"to": "amy", "data": "x"}"#).unwrap();
         assert!(hub.publish(request()).await.is_ok());
         assert_eq!(hub.store_health(), Ok(()));
 
-        let Store::File(store) = &hub.shared.store else { panic!("a file store") };
         let writer = store.writer.lock().unwrap().take().unwrap();
         writer.abort();
         assert!(writer.await.is_err(), "the writer ended abnormally");

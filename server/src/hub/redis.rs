@@ -6,7 +6,9 @@
 //!
 //! redis-rs: the standard Rust Redis client, async on tokio, with a reconnecting manager.
 
-use super::{EventId, Hub, HubSettings, PublishAck, PublishRequest, Store, StoreUnavailable};
+use super::log::{EventLog, Published};
+use super::{EventId, Hub, HubSettings, PublishAck, PublishRequest, StoreUnavailable};
+use futures::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{StreamRangeReply, StreamReadReply};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -75,7 +77,7 @@ pub(super) async fn open(settings: HubSettings, url: &str) -> std::io::Result<Hu
     let last = events.last().map_or_else(|| "0-0".to_owned(), |(id, _)| id.to_string());
     let healthy = Arc::new(AtomicBool::new(true));
     let store = RedisStore { writer, capacity, healthy: Arc::clone(&healthy) };
-    let hub = Hub::with_store(settings, Store::Redis(store), floor);
+    let hub = Hub::with_log(settings, Arc::new(store), floor);
     let held = events.len();
     hub.restore(events);
     tracing::info!(events = held, "history loaded from Redis");
@@ -128,31 +130,50 @@ async fn load(
     Ok((events, None))
 }
 
-impl RedisStore {
-    pub(super) async fn publish(&self, request: PublishRequest) -> Result<PublishAck, StoreUnavailable> {
-        let mut writer = self.writer.clone();
-        let id: String = self.append(&request).query_async(&mut writer).await.map_err(unavailable)?;
-        // Delivery, here as on every node, comes from following the stream.
-        Ok(PublishAck { id, connections: None })
+impl EventLog for RedisStore {
+    fn publish<'a>(&'a self, _hub: &'a Hub, request: PublishRequest) -> BoxFuture<'a, Published> {
+        Box::pin(async move {
+            let mut writer = self.writer.clone();
+            let id: String = self.append(&request).query_async(&mut writer).await.map_err(unavailable)?;
+            // Delivery, here as on every node, comes from following the stream.
+            Ok(PublishAck { id, connections: None })
+        })
     }
 
     /// Appends every request in one transaction: all are stored, in order, or none is.
-    pub(super) async fn publish_all(&self, requests: Vec<PublishRequest>) -> Vec<Result<PublishAck, StoreUnavailable>> {
+    fn publish_all<'a>(&'a self, _hub: &'a Hub, requests: Vec<PublishRequest>) -> BoxFuture<'a, Vec<Published>> {
         let mut transaction = redis::pipe();
         transaction.atomic();
         for request in &requests {
             transaction.add_command(self.append(request));
         }
-        let mut writer = self.writer.clone();
-        match transaction.query_async::<Vec<String>>(&mut writer).await {
-            Ok(ids) => ids.into_iter().map(|id| Ok(PublishAck { id, connections: None })).collect(),
-            Err(cause) => {
-                let cause = unavailable(cause);
-                requests.iter().map(|_| Err(StoreUnavailable(cause.0.clone()))).collect()
+        Box::pin(async move {
+            let mut writer = self.writer.clone();
+            match transaction.query_async::<Vec<String>>(&mut writer).await {
+                Ok(ids) => ids.into_iter().map(|id| Ok(PublishAck { id, connections: None })).collect(),
+                Err(cause) => {
+                    let cause = unavailable(cause);
+                    requests.iter().map(|_| Err(StoreUnavailable(cause.0.clone()))).collect()
+                }
             }
+        })
+    }
+
+    fn health(&self) -> Result<(), String> {
+        if self.healthy.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err("redis unavailable".into())
         }
     }
 
+    /// Nothing to wait for: Redis keeps what it acknowledged, and the follower ends at shutdown.
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
+}
+
+impl RedisStore {
     /// `XADD` of one event, trimming the stream to the retention limit.
     fn append(&self, request: &PublishRequest) -> redis::Cmd {
         let mut command = redis::cmd("XADD");
@@ -165,14 +186,6 @@ impl RedisStore {
         }
         command.arg("event").arg(request.event.as_str()).arg("data").arg(&request.data);
         command
-    }
-
-    pub(super) fn health(&self) -> Result<(), String> {
-        if self.healthy.load(Ordering::Relaxed) {
-            Ok(())
-        } else {
-            Err("redis unavailable".into())
-        }
     }
 }
 

@@ -7,7 +7,8 @@
 //! reaches the newest event the outbox goes live under the same lock, so nothing is doubled or
 //! skipped. A reader that never reads holds one part at most.
 
-use super::{gap_notice, EventId, Hub, Interest, Subscriber};
+use super::core::Subscriber;
+use super::{EventId, Hub, Interest};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -63,37 +64,6 @@ impl Subscription {
     }
 }
 
-impl Hub {
-    /// Moves the next part of a replay into `into`: the stream's frames after `after`, up to
-    /// `--max-queue` bytes. Returns where the replay goes on, or `None` once it has caught up
-    /// (the outbox is live from here) or the stream is closed. If `after` fell out of the
-    /// history meanwhile, a `gap` comes first and the replay goes on from the oldest event held.
-    fn replay_next(
-        &self,
-        interest: &Interest,
-        after: EventId,
-        subscriber: &Subscriber,
-        into: &mut Vec<Bytes>,
-    ) -> Option<EventId> {
-        let mut state = self.state();
-        if subscriber.outbox.is_closed() {
-            return None;
-        }
-        self.expire(&mut state);
-        let mut after = after;
-        if after < state.history.floor() {
-            into.push(gap_notice(&after.to_string(), &state.history));
-            after = state.history.floor();
-        }
-        let part = state.history.replay(interest, after, self.shared.settings.max_queue, into);
-        if part.done {
-            subscriber.outbox.go_live();
-            return None;
-        }
-        part.last.or(Some(after))
-    }
-}
-
 /// Removes a stream from the hub when it ends, whatever ended it, and logs how long it lived.
 pub(super) struct Registration {
     pub(super) hub: Hub,
@@ -133,7 +103,7 @@ mod tests {
     fn publish(hub: &Hub, to: &str, data: String) -> String {
         let to = if to == "*" { Recipients::All } else { Recipients::Users(vec![UserName::new(to).unwrap()]) };
         let request = PublishRequest { to, topics: Vec::new(), event: EventName::message(), data };
-        hub.publish_locked(&mut hub.state(), request).id
+        hub.publish_now(request).id
     }
 
     fn amy() -> Interest {

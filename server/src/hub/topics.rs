@@ -2,8 +2,8 @@
 //! walks ([`TopicIndex`]). A publish to exact topics visits only the streams subscribed to them;
 //! each distinct template is matched once per topic, and the answer kept.
 
+use super::core::Subscriber;
 use super::selector::Selector;
-use super::Subscriber;
 use app::event::{Recipients, Topic, TopicStreams, UserName};
 use std::collections::HashMap;
 use std::sync::Arc;
