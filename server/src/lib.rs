@@ -20,6 +20,7 @@ pub mod error;
 pub mod hub;
 pub mod limits;
 mod listener;
+pub mod query;
 pub mod routes;
 pub mod telemetry;
 pub mod ticker;

@@ -30,8 +30,7 @@ pub fn redact_query(uri: &axum::http::Uri) -> String {
         .split('&')
         .map(|pair| {
             let name = pair.split('=').next().unwrap_or_default();
-            let decoded =
-                percent_encoding::percent_decode_str(&name.replace('+', " ")).decode_utf8_lossy().into_owned();
+            let decoded = crate::query::component(name).unwrap_or_default();
             if SECRET_PARAMS.iter().any(|secret| decoded.eq_ignore_ascii_case(secret)) {
                 format!("{name}=REDACTED")
             } else {

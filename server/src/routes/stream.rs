@@ -89,12 +89,13 @@ pub async fn stream(
 /// a 400 that names it.
 fn selectors(cache: &Selectors, query: &str) -> Result<Vec<Selector>, AppError> {
     let mut selectors: Vec<Selector> = Vec::new();
-    for pair in query.split('&') {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if decode(name) != "topic" {
+    // `require_utf8` has refused a query that does not decode.
+    for (name, value) in crate::query::pairs(query) {
+        if crate::query::component(name).ok().as_deref() != Some("topic") {
             continue;
         }
-        let selector = cache.parse(&decode(value)).map_err(AppError::BadRequest)?;
+        let selector =
+            cache.parse(&crate::query::component(value).unwrap_or_default()).map_err(AppError::BadRequest)?;
         if selectors.iter().any(|s| s.as_str() == selector.as_str()) {
             continue;
         }
@@ -106,15 +107,9 @@ fn selectors(cache: &Selectors, query: &str) -> Result<Vec<Selector>, AppError> 
     Ok(selectors)
 }
 
-/// A query component as text (`+` is a space); [`require_utf8`] has refused what is not UTF-8.
-fn decode(part: &str) -> String {
-    percent_encoding::percent_decode_str(&part.replace('+', " ")).decode_utf8_lossy().into_owned()
-}
-
 /// The query decoder replaces bytes that are not UTF-8; a name must be UTF-8, so refuse them.
 fn require_utf8(query: &str) -> Result<(), AppError> {
-    let decodes = |part: &str| percent_encoding::percent_decode_str(&part.replace('+', " ")).decode_utf8().is_ok();
-    if query.split(['&', '=']).all(decodes) {
+    if query.split(['&', '=']).all(|part| crate::query::component(part).is_ok()) {
         Ok(())
     } else {
         Err(AppError::BadRequest("the query is not valid UTF-8".into()))
