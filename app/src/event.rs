@@ -213,6 +213,13 @@ pub struct PublishRequest {
     pub event: EventName,
     /// The text of the `data:` lines: a JSON string as-is, any other JSON value compact.
     pub data: String,
+    /// Only for streams whose credential allows one of its topics (a user it is addressed to
+    /// by name always gets it): Mercure's private updates.
+    pub private: bool,
+    /// The SSE id the publisher chose (Mercure's `id`); without one, streams see the hub's.
+    pub id: Option<CustomId>,
+    /// An SSE `retry:` to send with the event, in milliseconds.
+    pub retry: Option<u64>,
 }
 
 impl PublishRequest {
@@ -225,7 +232,71 @@ impl PublishRequest {
         if !self.topics.is_empty() {
             json["topic"] = topic::to_json(&self.topics);
         }
+        if self.private {
+            json["private"] = Value::Bool(true);
+        }
+        if let Some(id) = &self.id {
+            json["id"] = Value::String(id.0.clone());
+        }
+        if let Some(retry) = self.retry {
+            json["retry"] = retry.into();
+        }
         json
+    }
+
+    /// An event with only what it needs: `data` for `to`, about nothing else, public, with the
+    /// hub's id.
+    pub fn new(to: Recipients, event: EventName, data: impl Into<String>) -> PublishRequest {
+        PublishRequest { to, topics: Vec::new(), event, data: data.into(), private: false, id: None, retry: None }
+    }
+
+    /// The id streams see: the publisher's, or the hub's `id`.
+    pub fn public_id(&self, id: &EventId) -> String {
+        self.id.as_ref().map_or_else(|| id.to_string(), |custom| custom.0.clone())
+    }
+}
+
+/// An event id the publisher chose (Mercure lets publishers name their updates): 1–1,024 bytes
+/// of UTF-8 without control characters, not starting with `#` (Mercure keeps those for hubs),
+/// and not of the hub's own form `digits-digits`, so an id always says which kind it is.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize)]
+#[serde(transparent)]
+pub struct CustomId(String);
+
+impl CustomId {
+    pub const MAX_LEN: usize = 1024;
+
+    pub fn new(s: impl Into<String>) -> Result<Self, String> {
+        let s = s.into();
+        if s.is_empty() {
+            return Err("an id must not be empty".into());
+        }
+        if s.len() > Self::MAX_LEN {
+            return Err(format!("an id is {} bytes long; the limit is {}", s.len(), Self::MAX_LEN));
+        }
+        if s.chars().any(char::is_control) {
+            return Err("an id must not contain control characters".into());
+        }
+        if s.starts_with('#') {
+            return Err("an id must not start with `#`".into());
+        }
+        if s.parse::<EventId>().is_ok() {
+            return Err(format!("{s:?} has the form of the hub's own ids (digits-digits); choose another"));
+        }
+        if s == "earliest" {
+            return Err("`earliest` is reserved: it asks for the whole history".into());
+        }
+        Ok(CustomId(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CustomId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 

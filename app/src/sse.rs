@@ -41,6 +41,20 @@ pub fn write_event(out: &mut String, id: Option<&EventId>, event: &EventName, da
     out.push('\n');
 }
 
+/// A published event as every stream gets it: its public id (the hub's or the publisher's
+/// [`CustomId`](crate::event::CustomId), both free of line ends), its type, a `retry:` if the
+/// publisher asked for one, and its data.
+pub fn update(id: &str, event: &EventName, retry: Option<u64>, data: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(data.len() + id.len() + 48);
+    let _ = writeln!(out, "id: {id}");
+    if let Some(retry) = retry {
+        let _ = writeln!(out, "retry: {retry}");
+    }
+    write_event(&mut out, None, event, data);
+    out
+}
+
 /// One event, encoded on its own.
 pub fn event(id: Option<&EventId>, event: &EventName, data: &str) -> String {
     let mut out = String::with_capacity(data.len() + 48);

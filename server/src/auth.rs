@@ -161,6 +161,8 @@ pub struct Listener {
     /// `None`: an anonymous stream (topics only, auth off).
     pub user: Option<UserName>,
     pub expires: Option<Deadline>,
+    /// The topics whose private events the credential allows (its `subscribe` claim).
+    pub authorized: Arc<[Selector]>,
 }
 
 impl Listener {
@@ -283,11 +285,12 @@ impl Auth {
         let Some(keys) = &self.keys else {
             let user =
                 credentials.user.or(default_user).map(UserName::new).transpose().map_err(AppError::BadRequest)?;
-            return Ok(Listener { user, expires: None });
+            return Ok(Listener { user, expires: None, authorized: Arc::default() });
         };
-        let (user, expires) = if let Some(ticket) = credentials.ticket {
+        let (user, expires, authorized) = if let Some(ticket) = credentials.ticket {
             let ticket = Self::redeem(keys, ticket, credentials.user, credentials.topics)?;
-            (ticket.user, ticket.expires)
+            let authorized = claimed(&keys.selectors, &ticket.subscribe, "subscribe")?;
+            (ticket.user, ticket.expires, authorized)
         } else {
             let token = credentials
                 .token
@@ -295,15 +298,16 @@ impl Auth {
                 .ok_or_else(|| unauthorized("a token (?token= or Authorization: Bearer) or a ?ticket= is required"))?;
             let verified = Self::decode(keys, token)?;
             let subscribe = verified.claims.subscribe.as_deref().unwrap_or_default();
-            permit(&claimed(&keys.selectors, subscribe, "subscribe")?, credentials.topics)?;
-            (Self::subscriber(verified.claims)?, verified.expires)
+            let authorized = claimed(&keys.selectors, subscribe, "subscribe")?;
+            permit(&authorized, credentials.topics)?;
+            (Self::subscriber(verified.claims)?, verified.expires, authorized)
         };
         if let Some(asked) = credentials.user {
             if asked != user.as_str() {
                 return Err(AppError::Forbidden("the credential is for another user".into()));
             }
         }
-        Ok(Listener { user: Some(user), expires: Some(expires) })
+        Ok(Listener { user: Some(user), expires: Some(expires), authorized: authorized.into() })
     }
 
     /// What the bearer may publish: 401 without a valid bearer token, 403 for one without a

@@ -68,6 +68,15 @@ pub struct HubSettings {
     pub max_connections: usize,
 }
 
+/// What a stream gets before its events.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Preamble {
+    /// Retry, cursor and the welcome `message` (Tidings' streams).
+    Welcome,
+    /// Retry and cursor only.
+    Quiet,
+}
+
 /// A cheap-to-clone handle on the hub's shared state.
 #[derive(Clone)]
 pub struct Hub {
@@ -231,13 +240,36 @@ impl Hub {
     /// resuming from the last event it saw resumes from the cursor even if no other event came.
     /// The welcome's data is the user's name (empty for an anonymous stream).
     pub fn subscribe(&self, interest: Interest, last_event_id: Option<&str>) -> Result<Subscription, SubscribeError> {
+        self.open_stream(interest, last_event_id, Preamble::Welcome)
+    }
+
+    /// Opens a stream as [`Hub::subscribe`] does, but without the welcome event: a Mercure
+    /// subscriber gets only the events it asked for.
+    pub fn subscribe_quietly(
+        &self,
+        interest: Interest,
+        last_event_id: Option<&str>,
+    ) -> Result<Subscription, SubscribeError> {
+        self.open_stream(interest, last_event_id, Preamble::Quiet)
+    }
+
+    fn open_stream(
+        &self,
+        interest: Interest,
+        last_event_id: Option<&str>,
+        preamble: Preamble,
+    ) -> Result<Subscription, SubscribeError> {
         let mut head = BytesMut::new();
         head.extend_from_slice(sse::retry(self.shared.retry.as_millis() as u64).as_bytes());
-        let welcome = sse::event(None, &EventName::message(), interest.user.as_ref().map_or("", UserName::as_str));
+        let welcome = (preamble == Preamble::Welcome)
+            .then(|| sse::event(None, &EventName::message(), interest.user.as_ref().map_or("", UserName::as_str)));
 
         let opened = self.core().subscribe(&interest, last_event_id, now_millis())?;
         head.extend_from_slice(sse::id_only(&opened.cursor).as_bytes());
-        head.extend_from_slice(welcome.as_bytes());
+        if let Some(welcome) = welcome {
+            head.extend_from_slice(welcome.as_bytes());
+        }
+        let resumed = last_event_id.is_some() && opened.gap.is_none();
         if let Some(gap) = &opened.gap {
             head.extend_from_slice(gap);
         }
@@ -251,7 +283,13 @@ impl Hub {
             opened.replay,
             opened.subscriber,
             Registration { hub: self.clone(), interest, id, opened: Instant::now() },
+            resumed,
         ))
+    }
+
+    /// Whether an event with this publisher's id is in the history.
+    pub fn holds(&self, custom: &app::event::CustomId) -> bool {
+        self.core().holds(custom)
     }
 
     /// The next part of a replay: see [`Core::replay_next`].

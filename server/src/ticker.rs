@@ -22,12 +22,7 @@ pub async fn run(hub: Hub, every: Option<Duration>) {
         if let Some(user) = hub.random_user(&mut rng) {
             let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
             let data = serde_json::json!({ "time": millis.to_string() }).to_string();
-            let tick = PublishRequest {
-                to: Recipients::Users(vec![user]),
-                topics: Vec::new(),
-                event: EventName::message(),
-                data,
-            };
+            let tick = PublishRequest::new(Recipients::Users(vec![user]), EventName::message(), data);
             if let Err(e) = hub.publish(tick).await {
                 tracing::warn!(cause = %e.0, "tick not sent");
             }

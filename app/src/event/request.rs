@@ -5,7 +5,7 @@
 //! it is refused: past the limit the rest is only counted. What a store kept is read whatever
 //! the limits are now, so nothing accepted is lost.
 
-use super::{too_many_names, EventName, PublishRequest, Recipients, Topic, UserName};
+use super::{too_many_names, CustomId, EventName, PublishRequest, Recipients, Topic, UserName};
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -25,6 +25,12 @@ struct Wire<'a, const MAX: usize> {
     event: Option<EventName>,
     #[serde(borrow)]
     data: &'a RawValue,
+    #[serde(default)]
+    private: bool,
+    #[serde(default)]
+    id: Option<CustomId>,
+    #[serde(default)]
+    retry: Option<u64>,
 }
 
 impl PublishRequest {
@@ -49,7 +55,15 @@ fn read<const MAX: usize>(bytes: &[u8]) -> Result<PublishRequest, String> {
         None => return Err("missing field `to` (or `topic`): an event needs users or topics".into()),
     };
     let data = data_text(wire.data).ok_or("`data` could not be read")?;
-    Ok(PublishRequest { to, topics, event: wire.event.unwrap_or_else(EventName::message), data })
+    Ok(PublishRequest {
+        to,
+        topics,
+        event: wire.event.unwrap_or_else(EventName::message),
+        data,
+        private: wire.private,
+        id: wire.id,
+        retry: wire.retry,
+    })
 }
 
 /// A JSON string as its text; any other value compact: as written when it has no whitespace to
@@ -76,6 +90,13 @@ impl TryFrom<String> for EventName {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
         EventName::new(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for CustomId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let id = Cow::<'de, str>::deserialize(deserializer).map_err(|_| de::Error::custom("`id` must be a string"))?;
+        CustomId::new(id.into_owned()).map_err(|e| de::Error::custom(format!("`id`: {e}")))
     }
 }
 

@@ -6,7 +6,8 @@
 
 use super::history::{History, Resume, Stored};
 use super::outbox::Outbox;
-use super::topics::{Interest, TopicIndex};
+use super::selector::Selector;
+use super::topics::{authorizes, Interest, TopicIndex};
 use super::HubSettings;
 use app::event::{EventId, EventName, GapNotice, PublishRequest, Recipients, TopicStreams, UserConnections, UserName};
 use app::sse;
@@ -19,6 +20,8 @@ use std::sync::Arc;
 pub(super) struct Subscriber {
     pub id: u64,
     pub outbox: Outbox,
+    /// The selectors whose private events this stream may get (see [`Interest::authorized`]).
+    authorized: Arc<[Selector]>,
     /// The stamp of the last event written to this stream (only changed under the hub's lock).
     stamp: AtomicU64,
 }
@@ -115,13 +118,19 @@ impl Core {
         self.reserved = self.reserved.max(id);
         self.expire(now);
         let max_queue = self.settings.max_queue;
-        let frame = Bytes::from(sse::event(Some(&id), &request.event, &request.data));
+        let frame = Bytes::from(sse::update(&request.public_id(&id), &request.event, request.retry, &request.data));
+        // By name, an event always reaches its user; by topic, a private one only the streams
+        // whose credential allows one of its topics.
+        let private = request.private.then_some(request.topics.as_slice());
         self.stamp += 1;
         let stamp = self.stamp;
         let mut delivery = Delivery::default();
         let Core { users, topics, .. } = self;
-        let mut deliver = |subscribers: &mut Vec<Arc<Subscriber>>| {
+        let mut deliver = |subscribers: &mut Vec<Arc<Subscriber>>, by_topic: bool| {
             subscribers.retain(|s| {
+                if by_topic && private.is_some_and(|topics| !authorizes(&s.authorized, topics)) {
+                    return true;
+                }
                 if s.stamp.swap(stamp, Ordering::Relaxed) == stamp {
                     return true;
                 }
@@ -138,24 +147,36 @@ impl Core {
             });
         };
         match &request.to {
-            Recipients::All => users.values_mut().for_each(&mut deliver),
+            Recipients::All => users.values_mut().for_each(|list| deliver(list, false)),
             Recipients::Users(names) => {
                 for name in names {
                     if let Some(subscribers) = users.get_mut(name) {
-                        deliver(subscribers);
+                        deliver(subscribers, false);
                     }
                 }
             }
         }
-        topics.matching(&request.topics, &mut deliver);
+        topics.matching(&request.topics, |list| deliver(list, true));
         if delivery.dropped > 0 {
             // Still counted until their writers have closed their sockets (`unregister`), so
             // the count never falls below the descriptors streams hold.
             users.retain(|_, subscribers| !subscribers.is_empty());
             topics.prune();
         }
-        self.history.push(Stored { id, to: request.to, topics: request.topics, frame });
+        self.history.push(Stored {
+            id,
+            to: request.to,
+            topics: request.topics,
+            private: request.private,
+            custom: request.id,
+            frame,
+        });
         Some(delivery)
+    }
+
+    /// Whether the history holds an event with this publisher's id.
+    pub fn holds(&self, custom: &app::event::CustomId) -> bool {
+        self.history.holds(custom)
     }
 
     /// Evicts the kept events older than `--history-ttl`.
@@ -205,7 +226,12 @@ impl Core {
         let id = self.next_subscriber;
         self.next_subscriber += 1;
         let outbox = if replay.is_some() { Outbox::replaying() } else { Outbox::default() };
-        let subscriber = Arc::new(Subscriber { id, outbox, stamp: AtomicU64::new(self.stamp) });
+        let subscriber = Arc::new(Subscriber {
+            id,
+            outbox,
+            authorized: Arc::clone(&interest.authorized),
+            stamp: AtomicU64::new(self.stamp),
+        });
         if let Some(user) = &interest.user {
             self.users.entry(user.clone()).or_default().push(Arc::clone(&subscriber));
         }
@@ -296,7 +322,7 @@ impl Core {
 
 /// The `gap` event for a client whose last id `asked` is not in the history.
 fn gap_notice(asked: &str, history: &History) -> Bytes {
-    let notice = GapNotice { last_event_id: asked.to_owned(), earliest: history.earliest().map(|id| id.to_string()) };
+    let notice = GapNotice { last_event_id: asked.to_owned(), earliest: history.earliest() };
     let data = serde_json::to_string(&notice).unwrap_or_default();
     Bytes::from(sse::event(None, &EventName::gap(), &data))
 }

@@ -6,7 +6,7 @@
 //! keeps those its selectors match.
 
 use super::topics::Interest;
-use app::event::{EventId, Recipients, Topic};
+use app::event::{CustomId, EventId, Recipients, Topic};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 
@@ -16,7 +16,18 @@ pub(crate) struct Stored {
     pub id: EventId,
     pub to: Recipients,
     pub topics: Vec<Topic>,
+    /// Only for streams whose credential allows one of `topics` (or addressed by name).
+    pub private: bool,
+    /// The id the publisher chose, which streams see instead of `id`.
+    pub custom: Option<CustomId>,
     pub frame: Bytes,
+}
+
+impl Stored {
+    /// The id streams see.
+    pub fn public_id(&self) -> String {
+        self.custom.as_ref().map_or_else(|| self.id.to_string(), |c| c.as_str().to_owned())
+    }
 }
 
 /// Where a replay starts.
@@ -43,6 +54,9 @@ pub(crate) struct History {
     by_topic: HashMap<Topic, VecDeque<u64>>,
     /// Positions of the events with any topic, oldest first.
     topical: VecDeque<u64>,
+    /// The events held whose publisher chose their id, by that id (the first one, if a
+    /// publisher reused an id).
+    by_custom: HashMap<CustomId, EventId>,
     capacity: usize,
     /// The most the retained events may cost, in bytes (see [`cost`]).
     max_bytes: usize,
@@ -68,7 +82,8 @@ fn cost(stored: &Stored) -> usize {
         Recipients::Users(users) => users.iter().map(|u| u.as_str().len() + RECIPIENT_OVERHEAD).sum(),
     };
     let topics: usize = stored.topics.iter().map(|t| t.as_str().len() + RECIPIENT_OVERHEAD).sum();
-    stored.frame.len() + EVENT_OVERHEAD + names + topics
+    let custom = stored.custom.as_ref().map_or(0, |c| c.as_str().len() + RECIPIENT_OVERHEAD);
+    stored.frame.len() + EVENT_OVERHEAD + names + topics + custom
 }
 
 /// What [`History::replay`] appended.
@@ -100,6 +115,9 @@ fn unindex<K: std::hash::Hash + Eq>(map: &mut HashMap<K, VecDeque<u64>>, key: &K
     }
 }
 
+/// The last event id that asks for everything held.
+pub(crate) const EARLIEST: &str = "earliest";
+
 /// No positions: the index of a user nothing is held for.
 static NONE: VecDeque<u64> = VecDeque::new();
 
@@ -112,6 +130,7 @@ impl History {
             broadcasts: VecDeque::new(),
             by_topic: HashMap::new(),
             topical: VecDeque::new(),
+            by_custom: HashMap::new(),
             capacity,
             max_bytes,
             bytes: 0,
@@ -132,6 +151,9 @@ impl History {
         if !stored.topics.is_empty() {
             self.topical.push_back(position);
             stored.topics.iter().for_each(|topic| index(&mut self.by_topic, topic, position));
+        }
+        if let Some(custom) = &stored.custom {
+            self.by_custom.entry(custom.clone()).or_insert(stored.id);
         }
         self.bytes += cost(&stored);
         self.events.push_back(stored);
@@ -168,15 +190,33 @@ impl History {
             self.topical.pop_front();
             evicted.topics.iter().for_each(|topic| unindex(&mut self.by_topic, topic));
         }
+        if let Some(custom) = &evicted.custom {
+            if self.by_custom.get(custom) == Some(&evicted.id) {
+                self.by_custom.remove(custom);
+            }
+        }
     }
 
-    /// The oldest id held, if any.
-    pub fn earliest(&self) -> Option<EventId> {
-        self.events.front().map(|e| e.id)
+    /// The oldest id held, if any, as streams saw it.
+    pub fn earliest(&self) -> Option<String> {
+        self.events.front().map(Stored::public_id)
     }
 
-    /// Decides where a client that last saw `asked` resumes, given the newest id assigned.
+    /// Whether an event with this publisher's id is held.
+    pub fn holds(&self, custom: &CustomId) -> bool {
+        self.by_custom.contains_key(custom)
+    }
+
+    /// Decides where a client that last saw `asked` resumes, given the newest id assigned:
+    /// after a publisher's id held, after one of the hub's ids not yet evicted, or from the
+    /// start of the history for `earliest` (Mercure's "all you have").
     pub fn resume(&self, asked: &str, newest: EventId) -> Resume {
+        if asked == EARLIEST {
+            return Resume::After(self.floor);
+        }
+        if let Some(id) = CustomId::new(asked).ok().and_then(|custom| self.by_custom.get(&custom)) {
+            return Resume::After(*id);
+        }
         match asked.parse::<EventId>() {
             Ok(id) if self.floor <= id && id <= newest => Resume::After(id),
             _ => Resume::Gap,
@@ -202,13 +242,15 @@ impl History {
             lists.push((Box::new(from(&self.broadcasts)) as Box<dyn Iterator<Item = u64>>).peekable());
         }
         if interest.has_patterns() {
-            let wanted = move |p: &u64| self.event(*p).is_some_and(|e| interest.wants_topic(&e.topics));
+            let wanted = move |p: &u64| self.event(*p).is_some_and(|e| interest.wants_topic(&e.topics, e.private));
             lists.push((Box::new(from(&self.topical).filter(wanted)) as Box<dyn Iterator<Item = u64>>).peekable());
         } else {
             for selector in &interest.selectors {
                 if let super::selector::Selector::Exact(topic) = selector {
                     let positions = self.by_topic.get(topic).unwrap_or(&NONE);
-                    lists.push((Box::new(from(positions)) as Box<dyn Iterator<Item = u64>>).peekable());
+                    let allowed =
+                        move |p: &u64| self.event(*p).is_some_and(|e| !e.private || interest.authorizes(&e.topics));
+                    lists.push((Box::new(from(positions).filter(allowed)) as Box<dyn Iterator<Item = u64>>).peekable());
                 }
             }
         }
@@ -256,7 +298,14 @@ mod tests {
 
     fn stored(millis: u64, to: &str) -> Stored {
         let to = if to == "*" { Recipients::All } else { Recipients::Users(vec![UserName::new(to).unwrap()]) };
-        Stored { id: id(millis), to, topics: Vec::new(), frame: Bytes::from(millis.to_string()) }
+        Stored {
+            id: id(millis),
+            to,
+            topics: Vec::new(),
+            private: false,
+            custom: None,
+            frame: Bytes::from(millis.to_string()),
+        }
     }
 
     fn replay(history: &History, user: &str, after: Option<EventId>) -> Vec<Bytes> {
@@ -290,7 +339,7 @@ mod tests {
         for millis in 2..=5 {
             history.push(stored(millis, "a"));
         }
-        assert_eq!(history.earliest(), Some(id(4)));
+        assert_eq!(history.earliest(), Some(id(4).to_string()));
         assert_eq!(history.resume("3-0", id(5)), Resume::After(id(3)), "3 was the last evicted");
         assert_eq!(history.resume("2-0", id(5)), Resume::Gap);
         assert_eq!(history.resume("0-5", id(5)), Resume::Gap);
@@ -312,7 +361,14 @@ mod tests {
                 k => Recipients::Users(vec![UserName::new(names[k as usize % 3]).unwrap()]),
             };
             all.push((id(millis), to.clone()));
-            history.push(Stored { id: id(millis), to, topics: Vec::new(), frame: Bytes::from(millis.to_string()) });
+            history.push(Stored {
+                id: id(millis),
+                to,
+                topics: Vec::new(),
+                private: false,
+                custom: None,
+                frame: Bytes::from(millis.to_string()),
+            });
             let held = &all[all.len().saturating_sub(7)..];
             for name in names {
                 let user = UserName::new(name).unwrap();
@@ -368,8 +424,14 @@ mod tests {
     #[test]
     fn names_count_towards_the_bytes() {
         let names: Vec<UserName> = (0..1000).map(|i| UserName::new(format!("user-{i}")).unwrap()).collect();
-        let wide =
-            Stored { id: id(2), to: Recipients::Users(names), topics: Vec::new(), frame: Bytes::from_static(b"x") };
+        let wide = Stored {
+            id: id(2),
+            to: Recipients::Users(names),
+            topics: Vec::new(),
+            private: false,
+            custom: None,
+            frame: Bytes::from_static(b"x"),
+        };
         assert!(cost(&wide) > 1000 * RECIPIENT_OVERHEAD);
         let mut history = History::new(100, 10 * 1024, id(1));
         history.push(wide);
@@ -411,12 +473,13 @@ mod tests {
         let mut history = History::new(9, usize::MAX, id(0));
         let mut all: Vec<(EventId, Recipients, Vec<Topic>)> = Vec::new();
         let interests = [
-            Interest { user: None, selectors: vec![Selector::parse("/orders/1").unwrap()] },
-            Interest { user: None, selectors: vec![Selector::parse("/orders/{id}").unwrap()] },
-            Interest { user: None, selectors: vec![Selector::parse("*").unwrap()] },
+            Interest { user: None, selectors: vec![Selector::parse("/orders/1").unwrap()], ..Interest::default() },
+            Interest { user: None, selectors: vec![Selector::parse("/orders/{id}").unwrap()], ..Interest::default() },
+            Interest { user: None, selectors: vec![Selector::parse("*").unwrap()], ..Interest::default() },
             Interest {
                 user: Some(UserName::new("a").unwrap()),
                 selectors: vec![Selector::parse("/orders/1").unwrap(), Selector::parse("/news").unwrap()],
+                ..Interest::default()
             },
         ];
         for millis in 1..=40u64 {
@@ -429,13 +492,20 @@ mod tests {
                 _ => (Recipients::nobody(), vec![topic("/other")]),
             };
             all.push((id(millis), to.clone(), topics.clone()));
-            history.push(Stored { id: id(millis), to, topics, frame: Bytes::from(millis.to_string()) });
+            history.push(Stored {
+                id: id(millis),
+                to,
+                topics,
+                private: false,
+                custom: None,
+                frame: Bytes::from(millis.to_string()),
+            });
             let held = &all[all.len().saturating_sub(9)..];
             for interest in &interests {
                 for after in [None, Some(id(millis.saturating_sub(4)))] {
                     let expected: Vec<String> = held
                         .iter()
-                        .filter(|(i, to, topics)| after.is_none_or(|a| *i > a) && interest.wants(to, topics))
+                        .filter(|(i, to, topics)| after.is_none_or(|a| *i > a) && interest.wants(to, topics, false))
                         .map(|(i, _, _)| i.millis.to_string())
                         .collect();
                     assert_eq!(replay_for(&history, interest, after), expected, "{interest:?} after {after:?}");

@@ -44,11 +44,15 @@ fn decode(id: &str, fields: &std::collections::HashMap<String, redis::Value>) ->
     let id = id.parse().ok()?;
     let text = |name: &str| fields.get(name).and_then(|v| redis::from_redis_value::<String>(v.clone()).ok());
     let mut json = serde_json::json!({ "event": text("event")?, "data": text("data")? });
-    // An event for topics only has no `to`; one for users only, no `topic`.
-    for field in ["to", "topic"] {
+    // An event for topics only has no `to`; one for users only, no `topic`; a public one with
+    // the hub's id and no `retry`, none of the last three.
+    for field in ["to", "topic", "private", "retry"] {
         if let Some(value) = text(field) {
             json[field] = serde_json::from_str::<serde_json::Value>(&value).ok()?;
         }
+    }
+    if let Some(custom) = text("id") {
+        json["id"] = serde_json::Value::String(custom);
     }
     PublishRequest::from_stored(json.to_string().as_bytes()).ok().map(|request| (id, request))
 }
@@ -183,6 +187,15 @@ impl RedisStore {
         }
         if !request.topics.is_empty() {
             command.arg("topic").arg(app::event::topic::to_json(&request.topics).to_string());
+        }
+        if request.private {
+            command.arg("private").arg("true");
+        }
+        if let Some(custom) = &request.id {
+            command.arg("id").arg(custom.as_str());
+        }
+        if let Some(retry) = request.retry {
+            command.arg("retry").arg(retry);
         }
         command.arg("event").arg(request.event.as_str()).arg("data").arg(&request.data);
         command

@@ -23,6 +23,8 @@ pub struct Subscription {
     subscriber: Arc<Subscriber>,
     /// Unregisters the stream however it ends.
     registration: Registration,
+    /// Whether the replay starts right after the last event id asked for (no `gap`).
+    resumed: bool,
 }
 
 impl Subscription {
@@ -31,8 +33,14 @@ impl Subscription {
         replay: Option<EventId>,
         subscriber: Arc<Subscriber>,
         registration: Registration,
+        resumed: bool,
     ) -> Subscription {
-        Subscription { first, replay, subscriber, registration }
+        Subscription { first, replay, subscriber, registration, resumed }
+    }
+
+    /// Whether a last event id was asked for and the replay starts right after it.
+    pub fn resumed(&self) -> bool {
+        self.resumed
     }
 
     /// Moves the frames waiting to be written into `into` (emptied by the caller).
@@ -102,7 +110,7 @@ mod tests {
 
     fn publish(hub: &Hub, to: &str, data: String) -> String {
         let to = if to == "*" { Recipients::All } else { Recipients::Users(vec![UserName::new(to).unwrap()]) };
-        let request = PublishRequest { to, topics: Vec::new(), event: EventName::message(), data };
+        let request = PublishRequest::new(to, EventName::message(), data);
         hub.publish_now(request).id
     }
 

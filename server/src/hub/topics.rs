@@ -14,22 +14,32 @@ use std::sync::Arc;
 pub struct Interest {
     pub user: Option<UserName>,
     pub selectors: Vec<Selector>,
+    /// The selectors of the topics whose private events the stream's credential allows
+    /// (Mercure's `mercure.subscribe` claim, Tidings' `subscribe` claim).
+    pub authorized: Arc<[Selector]>,
 }
 
 impl Interest {
     /// One user's stream, as before topics.
     pub fn user(user: UserName) -> Interest {
-        Interest { user: Some(user), selectors: Vec::new() }
+        Interest { user: Some(user), ..Interest::default() }
     }
 
     /// Whether an event for `to` about `topics` is for this stream.
-    pub fn wants(&self, to: &Recipients, topics: &[Topic]) -> bool {
-        self.user.as_ref().is_some_and(|user| to.includes(user)) || self.wants_topic(topics)
+    pub fn wants(&self, to: &Recipients, topics: &[Topic], private: bool) -> bool {
+        self.user.as_ref().is_some_and(|user| to.includes(user)) || self.wants_topic(topics, private)
     }
 
-    /// Whether one of `topics` matches one of the selectors.
-    pub fn wants_topic(&self, topics: &[Topic]) -> bool {
+    /// Whether one of `topics` matches one of the selectors (and, for a private event, one of
+    /// them is authorized).
+    pub fn wants_topic(&self, topics: &[Topic], private: bool) -> bool {
         topics.iter().any(|topic| self.selectors.iter().any(|s| s.matches(topic)))
+            && (!private || self.authorizes(topics))
+    }
+
+    /// Whether the credential allows the private events about one of `topics`.
+    pub fn authorizes(&self, topics: &[Topic]) -> bool {
+        authorizes(&self.authorized, topics)
     }
 
     /// Whether a selector is more than an exact topic (`*` or a template).
@@ -41,6 +51,12 @@ impl Interest {
     pub fn label(&self) -> &str {
         self.user.as_ref().map_or("-", UserName::as_str)
     }
+}
+
+/// Whether one of `allowed` matches one of `topics`: Mercure's rule for private updates, where
+/// an alternate topic may carry the authorization.
+pub fn authorizes(allowed: &[Selector], topics: &[Topic]) -> bool {
+    topics.iter().any(|topic| allowed.iter().any(|s| s.matches(topic)))
 }
 
 /// Match answers one template keeps, at most; past it they are forgotten and worked out anew.

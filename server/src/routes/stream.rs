@@ -61,7 +61,7 @@ pub async fn stream(
         .or(query.last_event_id)
         .filter(|id| !id.is_empty());
 
-    let interest = Interest { user: listener.user, selectors };
+    let interest = Interest { user: listener.user, selectors, authorized: listener.authorized };
     let subscription = state.hub.subscribe(interest, last_event_id.as_deref()).map_err(|e| match e {
         SubscribeError::UserFull(limit) => {
             AppError::TooManyRequests(format!("this user already has {limit} open streams"))

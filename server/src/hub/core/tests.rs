@@ -35,13 +35,14 @@ fn request(to: &str, topics: &[&str], data: &str) -> PublishRequest {
         name => Recipients::Users(vec![UserName::new(name).unwrap()]),
     };
     let topics = topics.iter().map(|t| Topic::new(*t).unwrap()).collect();
-    PublishRequest { to, topics, event: EventName::message(), data: data.into() }
+    PublishRequest { topics, ..PublishRequest::new(to, EventName::message(), data) }
 }
 
 fn interest(user: Option<&str>, selectors: &[&str]) -> Interest {
     Interest {
         user: user.map(|u| UserName::new(u).unwrap()),
         selectors: selectors.iter().map(|s| Selector::parse(s).unwrap()).collect(),
+        ..Interest::default()
     }
 }
 
@@ -283,4 +284,79 @@ fn lists_users_and_topics() {
     assert_eq!((core.topic_count(), core.connections()), (2, 3));
     let chosen = core.random_user(&mut rand::rng()).unwrap();
     assert!(["amy", "bob"].contains(&chosen.as_str()));
+}
+
+/// A stream allowed `authorized`, asking for `selectors`, with no user.
+fn authorized(selectors: &[&str], allowed: &[&str]) -> Interest {
+    Interest { authorized: allowed.iter().map(|s| Selector::parse(s).unwrap()).collect(), ..interest(None, selectors) }
+}
+
+/// A private event reaches, live and in a replay, only the streams whose credential allows one
+/// of its topics (an alternate one will do) and the users it names; public ones reach every
+/// stream that asked.
+#[test]
+fn private_events_reach_only_authorized_streams() {
+    let mut core = core(settings());
+    let anonymous = core.subscribe(&interest(None, &["/books/{id}"]), None, T0).unwrap();
+    let reader = core.subscribe(&authorized(&["/books/{id}"], &["/users/amy/{?topic}"]), None, T0).unwrap();
+    let amy = core.subscribe(&interest(Some("amy"), &[]), None, T0).unwrap();
+    let wrong = core.subscribe(&authorized(&["/books/{id}"], &["/books/2"]), None, T0).unwrap();
+
+    let private = |to: &str, topics: &[&str], data: &str| PublishRequest { private: true, ..request(to, topics, data) };
+    let start = core.newest;
+    core.publish(private("", &["/books/1", "/users/amy/?topic=%2Fbooks%2F1"], "p1"), T0);
+    core.publish(request("", &["/books/1"], "public"), T0);
+    core.publish(private("amy", &["/books/1"], "p2"), T0);
+
+    assert_eq!(queued(&anonymous.subscriber).unwrap(), ["public"]);
+    assert_eq!(queued(&reader.subscriber).unwrap(), ["p1", "public"]);
+    assert_eq!(queued(&amy.subscriber).unwrap(), ["p2"], "named, a user gets its private event");
+    assert_eq!(queued(&wrong.subscriber).unwrap(), ["public"]);
+
+    let since = Some(start.to_string());
+    let replay =
+        |core: &mut Core, interest: &Interest| data(&core.subscribe(interest, since.as_deref(), T0).unwrap().replayed);
+    assert_eq!(replay(&mut core, &interest(None, &["/books/1"])), ["public"]);
+    assert_eq!(replay(&mut core, &interest(None, &["*"])), ["public"]);
+    assert_eq!(replay(&mut core, &authorized(&["/books/1"], &["/users/amy/{?topic}"])), ["p1", "public"]);
+    assert_eq!(replay(&mut core, &authorized(&["*"], &["*"])), ["p1", "public", "p2"]);
+}
+
+/// A publisher's id is the event's SSE id, a replay resumes after it, `earliest` replays all
+/// that is held, and once evicted it is a gap that names the oldest id held.
+#[test]
+fn custom_ids_are_sse_ids_and_resume_points() {
+    let mut core = core(HubSettings { history: 3, ..settings() });
+    let custom = |id: &str, data: &str| PublishRequest {
+        id: Some(app::event::CustomId::new(id).unwrap()),
+        retry: Some(1500),
+        ..request("", &["/t"], data)
+    };
+    let stream = core.subscribe(&interest(None, &["/t"]), None, T0).unwrap();
+    core.publish(custom("urn:uuid:1", "a"), T0);
+    core.publish(request("", &["/t"], "b"), T0);
+    core.publish(custom("urn:uuid:3", "c"), T0);
+
+    let mut frames = Vec::new();
+    let _ = stream.subscriber.outbox.poll_take(&mut Context::from_waker(std::task::Waker::noop()), &mut frames);
+    let mut parser = Parser::new();
+    let events: Vec<_> = frames.iter().flat_map(|f| parser.feed(f)).collect();
+    assert_eq!(events[0].last_event_id, "urn:uuid:1");
+    assert_eq!(events[2].last_event_id, "urn:uuid:3");
+    assert_eq!(parser.retry(), Some(1500), "the publisher's retry is sent with its event");
+    assert!(core.holds(&app::event::CustomId::new("urn:uuid:1").unwrap()));
+
+    let t = interest(None, &["/t"]);
+    let opened = core.subscribe(&t, Some("urn:uuid:1"), T0).unwrap();
+    assert_eq!((opened.gap.is_none(), data(&opened.replayed)), (true, vec!["b".to_owned(), "c".to_owned()]));
+    let earliest = core.subscribe(&t, Some("earliest"), T0).unwrap();
+    assert_eq!((earliest.gap.is_none(), data(&earliest.replayed)), (true, vec!["a".into(), "b".into(), "c".into()]));
+
+    core.publish(request("", &["/t"], "d"), T0);
+    assert!(!core.holds(&app::event::CustomId::new("urn:uuid:1").unwrap()), "evicted with its event");
+    let evicted = core.subscribe(&t, Some("urn:uuid:1"), T0).unwrap();
+    let gap = data(&[evicted.gap.unwrap()]).remove(0);
+    assert!(gap.contains(r#""lastEventId":"urn:uuid:1""#), "{gap}");
+    assert!(!gap.contains("urn:uuid:3") && gap.contains(r#""earliest":""#), "{gap}");
+    assert_eq!(data(&evicted.replayed), ["b", "c", "d"]);
 }
