@@ -168,9 +168,13 @@ pub struct Listener {
 impl Listener {
     /// The instant on tokio's clock at which the stream must end, if it must.
     pub fn deadline(&self) -> Option<tokio::time::Instant> {
-        let expires = self.expires?;
-        instant_of(expires, SystemTime::now(), tokio::time::Instant::now())
+        on_tokio_clock(self.expires?)
     }
+}
+
+/// A credential's deadline on tokio's clock, which streams are timed by.
+pub fn on_tokio_clock(at: Deadline) -> Option<tokio::time::Instant> {
+    instant_of(at, SystemTime::now(), tokio::time::Instant::now())
 }
 
 /// `at` on the monotonic clock, given the two clocks' readings `now` and `mono_now`; an

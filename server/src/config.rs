@@ -115,6 +115,28 @@ pub struct Config {
     #[arg(long, env = "TIDINGS_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Mercure: the key publishers' tokens are verified with (a secret of 32 bytes or more for
+    /// HS*, a PEM public key for RS*, PS*, ES*, EdDSA). Setting it turns `/.well-known/mercure` on.
+    #[arg(long, env = "MERCURE_PUBLISHER_JWT_KEY", hide_env_values = true)]
+    pub mercure_publisher_jwt_key: Option<String>,
+
+    /// Mercure: the algorithm of publishers' tokens (default HS256).
+    #[arg(long, env = "MERCURE_PUBLISHER_JWT_ALG")]
+    pub mercure_publisher_jwt_alg: Option<String>,
+
+    /// Mercure: the key subscribers' tokens are verified with (default: the publisher key).
+    #[arg(long, env = "MERCURE_SUBSCRIBER_JWT_KEY", hide_env_values = true)]
+    pub mercure_subscriber_jwt_key: Option<String>,
+
+    /// Mercure: the algorithm of subscribers' tokens (default HS256).
+    #[arg(long, env = "MERCURE_SUBSCRIBER_JWT_ALG")]
+    pub mercure_subscriber_jwt_alg: Option<String>,
+
+    /// Mercure's Caddyfile directives, one per line: `anonymous`, `cors_origins ...`,
+    /// `publish_origins ...`, `subscriptions`, `heartbeat 40s`.
+    #[arg(long, env = "MERCURE_EXTRA_DIRECTIVES")]
+    pub mercure_extra_directives: Option<String>,
+
     /// Log lines as text or as JSON objects; filter them with RUST_LOG.
     #[arg(long, env = "TIDINGS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -20,6 +20,7 @@ pub mod error;
 pub mod hub;
 pub mod limits;
 mod listener;
+pub mod mercure;
 pub mod query;
 pub mod routes;
 pub mod telemetry;
@@ -60,7 +61,16 @@ pub async fn state(config: &Config, max_connections: usize) -> std::io::Result<A
         Some(secret) => Auth::with_secret(secret, config.ticket_ttl),
         None => Auth::open(),
     };
+    let mercure = mercure::MercureSettings::from_env(&mercure::settings::MercureEnv {
+        publisher_key: config.mercure_publisher_jwt_key.clone(),
+        publisher_alg: config.mercure_publisher_jwt_alg.clone(),
+        subscriber_key: config.mercure_subscriber_jwt_key.clone(),
+        subscriber_alg: config.mercure_subscriber_jwt_alg.clone(),
+        directives: config.mercure_extra_directives.clone(),
+    })
+    .map_err(std::io::Error::other)?;
     Ok(AppState {
+        mercure: mercure.map(std::sync::Arc::new),
         selectors: Default::default(),
         hub,
         auth,

@@ -21,7 +21,7 @@ mod gate;
 mod hyper_io;
 
 use crate::hub::Hub;
-use crate::transport::{self, Socket, TakeOver, STREAM_PATH};
+use crate::transport::{self, Socket, TakeOver};
 use axum::body::Body;
 use axum::http::{response, HeaderName, HeaderValue, Method, Request, Response, Version};
 use axum::Router;
@@ -331,7 +331,7 @@ fn parse(buf: &[u8]) -> Option<First> {
     };
     let is_stream = parsed.method == Some("GET")
         && parsed.version == Some(1)
-        && path.strip_prefix(STREAM_PATH).is_some_and(|rest| rest.is_empty() || rest.starts_with('?'))
+        && transport::is_stream_target(path)
         && !parsed.headers.iter().any(|h| h.name.eq_ignore_ascii_case("upgrade") || declares_body(h));
     if !is_stream {
         return Some(First::Hyper);

@@ -5,7 +5,7 @@
 //! - `ops`: `GET /api/users`, `/api/topics`, `/healthz`, `/metrics`.
 
 mod ops;
-mod publish;
+pub(crate) mod publish;
 mod stream;
 
 pub use crate::transport::StreamSettings;
@@ -36,6 +36,8 @@ pub struct AppState {
     pub max_data: usize,
     /// The topic templates streams ask for, each compiled once.
     pub selectors: std::sync::Arc<crate::hub::selector::Selectors>,
+    /// The Mercure endpoint's settings; `None` when it is off.
+    pub mercure: Option<std::sync::Arc<crate::mercure::MercureSettings>>,
     pub leptos_options: LeptosOptions,
 }
 
@@ -65,8 +67,14 @@ pub fn app(state: AppState, config: &Config) -> Router {
         .route("/metrics", get(ops::metrics))
         .nest("/api", api)
         .leptos_routes(&state, generate_route_list(App), move || shell(options.clone()));
-    crate::assets::serve_site(router)
-        .layer(cors(&config.cors_origin, config.jwt_secret.is_some()))
+    let tidings = crate::assets::serve_site(router).layer(cors(&config.cors_origin, config.jwt_secret.is_some()));
+    // Mercure's routes answer CORS their own way (credentials, its origin lists).
+    let mercure = match &state.mercure {
+        Some(settings) => crate::mercure::routes(settings),
+        None => crate::mercure::routes_off(),
+    };
+    tidings
+        .merge(mercure)
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
             tracing::debug_span!("request", method = %request.method(), uri = %redact_query(request.uri()))
         }))

@@ -19,7 +19,7 @@ pub fn init(format: LogFormat) {
 }
 
 /// Query parameters whose values are credentials and never reach a log line.
-const SECRET_PARAMS: [&str; 2] = ["token", "ticket"];
+const SECRET_PARAMS: [&str; 3] = ["token", "ticket", "authorization"];
 
 /// The path and query of `uri` with the values of secret parameters replaced by `REDACTED`.
 /// Names are compared as the query decoder reads them (percent-decoded, `+` as a space), so

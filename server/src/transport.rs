@@ -28,6 +28,15 @@ use tokio::time::{Instant, Sleep};
 
 /// The path of the event stream, for the router and for the listener that recognises it.
 pub const STREAM_PATH: &str = "/stream-sse";
+/// Mercure's subscribe (`GET`) and publish (`POST`) path.
+pub const MERCURE_PATH: &str = "/.well-known/mercure";
+
+/// Whether a request target (path and query) is one of the stream paths.
+pub fn is_stream_target(target: &str) -> bool {
+    [STREAM_PATH, MERCURE_PATH]
+        .iter()
+        .any(|path| target.strip_prefix(path).is_some_and(|rest| rest.is_empty() || rest.starts_with('?')))
+}
 
 /// Most bytes a reader may send on a stream's connection after its request; past it, the stream
 /// ends (an EventSource sends nothing at all).

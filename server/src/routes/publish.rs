@@ -46,7 +46,7 @@ pub async fn publish(State(state): State<AppState>, request: Request) -> Respons
 
 /// A refusal sent before the body was read whole: the connection closes after it, rather than
 /// wait for (or read) the rest.
-fn closing(mut response: Response, version: Version) -> Response {
+pub(crate) fn closing(mut response: Response, version: Version) -> Response {
     if version <= Version::HTTP_11 {
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
@@ -55,7 +55,7 @@ fn closing(mut response: Response, version: Version) -> Response {
 
 /// The whole body, if it is at most `limit` bytes (413 at once when its declared length is
 /// more) and arrives within [`BODY_TIMEOUT`] (else 408).
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, AppError> {
+pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, AppError> {
     let too_large = || AppError::PayloadTooLarge(format!("the request body is over {limit} bytes"));
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {

@@ -130,7 +130,7 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    fn new(response: reqwest::Response) -> Subscriber {
+    pub fn new(response: reqwest::Response) -> Subscriber {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let raw = Arc::new(Mutex::new(String::new()));
