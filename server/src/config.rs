@@ -133,7 +133,7 @@ pub struct Config {
     pub mercure_subscriber_jwt_alg: Option<String>,
 
     /// Mercure's Caddyfile directives, one per line: `anonymous`, `cors_origins ...`,
-    /// `publish_origins ...`, `subscriptions`, `heartbeat 40s`.
+    /// `publish_origins ...`, `heartbeat 40s`.
     #[arg(long, env = "MERCURE_EXTRA_DIRECTIVES")]
     pub mercure_extra_directives: Option<String>,
 

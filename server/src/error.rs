@@ -17,8 +17,6 @@ pub enum AppError {
     Forbidden(String),
     NotFound(String),
     MethodNotAllowed,
-    /// The request clashes with what the hub holds (a publisher's id already used).
-    Conflict(String),
     /// The body is not JSON.
     UnsupportedMediaType(String),
     /// The body or the event's data is over a limit.
@@ -53,7 +51,6 @@ impl AppError {
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -70,7 +67,6 @@ impl AppError {
             | AppError::Unauthorized(m)
             | AppError::Forbidden(m)
             | AppError::NotFound(m)
-            | AppError::Conflict(m)
             | AppError::UnsupportedMediaType(m)
             | AppError::PayloadTooLarge(m)
             | AppError::RequestTimeout(m)

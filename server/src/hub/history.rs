@@ -54,8 +54,9 @@ pub(crate) struct History {
     by_topic: HashMap<Topic, VecDeque<u64>>,
     /// Positions of the events with any topic, oldest first.
     topical: VecDeque<u64>,
-    /// The events held whose publisher chose their id, by that id (the first one, if a
-    /// publisher reused an id).
+    /// The events held whose publisher chose their id, by that id (the oldest held, if a
+    /// publisher reused an id: a client resuming from it may see some events twice, never
+    /// miss one).
     by_custom: HashMap<CustomId, EventId>,
     capacity: usize,
     /// The most the retained events may cost, in bytes (see [`cost`]).
@@ -192,7 +193,11 @@ impl History {
         }
         if let Some(custom) = &evicted.custom {
             if self.by_custom.get(custom) == Some(&evicted.id) {
-                self.by_custom.remove(custom);
+                // A reused id now names its next oldest holder, if any (a rare scan).
+                match self.events.iter().find(|e| e.custom.as_ref() == Some(custom)) {
+                    Some(next) => self.by_custom.insert(custom.clone(), next.id),
+                    None => self.by_custom.remove(custom),
+                };
             }
         }
     }

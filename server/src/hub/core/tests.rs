@@ -360,3 +360,20 @@ fn custom_ids_are_sse_ids_and_resume_points() {
     assert!(!gap.contains("urn:uuid:3") && gap.contains(r#""earliest":""#), "{gap}");
     assert_eq!(data(&evicted.replayed), ["b", "c", "d"]);
 }
+
+/// A reused publisher's id resumes after its oldest holder, and after that one's eviction
+/// after the next: a client may see events twice, never miss one.
+#[test]
+fn a_reused_id_resumes_after_its_oldest_holder() {
+    let mut core = core(HubSettings { history: 3, ..settings() });
+    let with_id =
+        |data: &str| PublishRequest { id: Some(app::event::CustomId::new("x").unwrap()), ..request("", &["/t"], data) };
+    core.publish(with_id("1"), T0);
+    core.publish(request("", &["/t"], "2"), T0);
+    core.publish(with_id("3"), T0);
+    let t = interest(None, &["/t"]);
+    assert_eq!(data(&core.subscribe(&t, Some("x"), T0).unwrap().replayed), ["2", "3"]);
+    core.publish(request("", &["/t"], "4"), T0);
+    let opened = core.subscribe(&t, Some("x"), T0).unwrap();
+    assert_eq!((opened.gap, data(&opened.replayed)), (None, vec!["4".to_owned()]));
+}
