@@ -287,11 +287,6 @@ impl Hub {
         ))
     }
 
-    /// Whether an event with this publisher's id is in the history.
-    pub fn holds(&self, custom: &app::event::CustomId) -> bool {
-        self.core().holds(custom)
-    }
-
     /// The next part of a replay: see [`Core::replay_next`].
     fn replay_next(
         &self,

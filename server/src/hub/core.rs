@@ -175,6 +175,7 @@ impl Core {
     }
 
     /// Whether the history holds an event with this publisher's id.
+    #[cfg(test)]
     pub fn holds(&self, custom: &app::event::CustomId) -> bool {
         self.history.holds(custom)
     }
