@@ -26,8 +26,19 @@ impl Conn {
     /// POSTs `body` to `path`; returns the status and the response body. A failed request is
     /// not retried (it may have been accepted); the next one reconnects.
     pub async fn post(&mut self, path: &str, content_type: &str, body: &[u8]) -> io::Result<(u16, Vec<u8>)> {
+        self.post_with(path, content_type, "", body).await
+    }
+
+    /// [`Conn::post`] with `headers` (whole lines, each ending in CRLF) added.
+    pub async fn post_with(
+        &mut self,
+        path: &str,
+        content_type: &str,
+        headers: &str,
+        body: &[u8],
+    ) -> io::Result<(u16, Vec<u8>)> {
         let mut request = format!(
-            "POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            "POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: {content_type}\r\n{headers}Content-Length: {}\r\n\r\n",
             body.len()
         )
         .into_bytes();

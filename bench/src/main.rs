@@ -30,7 +30,8 @@ struct Args {
     /// Interleaved repetitions; the report gives medians.
     #[arg(long, default_value_t = 3)]
     reps: usize,
-    /// Hubs to measure: tidings, cluster (two nodes on Redis), nchan.
+    /// Hubs to measure: tidings, cluster (two nodes on Redis), mercure (Tidings over the
+    /// Mercure protocol), nchan.
     #[arg(long, value_delimiter = ',', default_value = "tidings,nchan")]
     targets: Vec<String>,
     /// The Tidings binary.
@@ -77,6 +78,7 @@ async fn main() -> std::process::ExitCode {
         .filter_map(|t| match t.as_str() {
             "tidings" => Some(Kind::Tidings),
             "cluster" => Some(Kind::Cluster),
+            "mercure" => Some(Kind::Mercure),
             "nchan" => Some(Kind::Nchan),
             _ => None,
         })
@@ -99,7 +101,7 @@ async fn main() -> std::process::ExitCode {
             for &n in &sizes {
                 healthy &= scenario(&hub, &sources, n, n == args.subscribers, &args, &mut results).await;
             }
-            if kind != Kind::Nchan {
+            if kind.batches() {
                 match storm(&hub, &sources, args.subscribers).await {
                     Some(seconds) => results.add(kind, Metric::StormSeconds, args.subscribers, seconds),
                     None => healthy = false,
@@ -243,7 +245,7 @@ async fn scenario(
         let delivered = tally.events.load(Ordering::Relaxed) - before;
         results.add(kind, Metric::SustainedDeliveredPct, n, 100.0 * delivered as f64 / expected as f64);
         results.add(kind, Metric::UnicastPerSec, n, unicast(hub, n, window).await);
-        if kind != Kind::Nchan {
+        if kind.batches() {
             results.add(kind, Metric::BatchEventsPerSec, n, batches(hub, n, window).await);
         }
     }

@@ -153,7 +153,7 @@ fn scenarios(out: &mut String, results: &Results, kinds: &[Kind], n: usize, idle
             match results.median(kind, metric, n) {
                 Some(value) => {
                     let _ = write!(out, " {}", format_value(metric, value));
-                    if let (Kind::Tidings | Kind::Cluster, Some(theirs)) =
+                    if let (Kind::Tidings | Kind::Cluster | Kind::Mercure, Some(theirs)) =
                         (kind, results.median(Kind::Nchan, metric, n))
                     {
                         if theirs > 0.0 && !matches!(metric, Metric::SustainedDeliveredPct | Metric::HubCpuPct) {
@@ -300,7 +300,7 @@ pub fn chart(results: &Results, kinds: &[Kind], sizes: &[usize]) -> String {
         t = pad + 4.0,
     );
     for (i, &kind) in kinds.iter().enumerate() {
-        let colour = ["#1f6feb", "#1a7f37", "#cf222e"][i % 3];
+        let colour = ["#1f6feb", "#1a7f37", "#8250df", "#cf222e"][i % 4];
         let points: Vec<String> = sizes
             .iter()
             .filter_map(|&n| {

@@ -14,18 +14,31 @@ pub enum Kind {
     /// Two Tidings nodes sharing one `redis-server`; streams alternate between the nodes and
     /// every publish goes to the first.
     Cluster,
+    /// Tidings speaking Mercure: each stream subscribes to its own topic and a shared one, and
+    /// every publish is a form POST with a publisher JWT.
+    Mercure,
     Nchan,
 }
 
 impl Kind {
+    /// Whether it takes Tidings' JSON batches (and so runs the batch and storm scenarios).
+    pub fn batches(self) -> bool {
+        matches!(self, Kind::Tidings | Kind::Cluster)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::Tidings => "Tidings",
             Kind::Cluster => "Tidings, 2 nodes on Redis",
+            Kind::Mercure => "Tidings over Mercure",
             Kind::Nchan => "nginx + nchan (1 worker)",
         }
     }
 }
+
+/// Mercure's demo key (its conformance suite's) and a token for it that may publish anything.
+const MERCURE_KEY: &str = "!ChangeThisMercureHubJWTSecretKey!";
+const MERCURE_TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.eyJtZXJjdXJlIjp7InB1Ymxpc2giOlsiKiJdLCJzdWJzY3JpYmUiOlsiKiJdfX0.bVXdlWXwfw9ySx7-iV5OpUSHo34RkjUdVzDLBcc6l_g";
 
 pub struct Running {
     pub kind: Kind,
@@ -76,6 +89,13 @@ pub async fn start(kind: Kind, port: u16, tidings: &Path, root: &Path, extra: &[
     let running = match kind {
         Kind::Tidings => {
             let child = tidings_node(tidings, addr, None, extra)?;
+            Running { kind, addr, nodes: vec![addr], children: vec![child], _prefix: None }
+        }
+        Kind::Mercure => {
+            let mut flags = vec!["--mercure-publisher-jwt-key".to_owned(), MERCURE_KEY.to_owned()];
+            flags.extend(["--mercure-extra-directives".to_owned(), "anonymous".to_owned()]);
+            flags.extend_from_slice(extra);
+            let child = tidings_node(tidings, addr, None, &flags)?;
             Running { kind, addr, nodes: vec![addr], children: vec![child], _prefix: None }
         }
         Kind::Cluster => {
@@ -143,6 +163,7 @@ impl Running {
     pub fn stream_path(&self, i: usize) -> String {
         match self.kind {
             Kind::Tidings | Kind::Cluster => format!("/stream-sse?user=u{i}"),
+            Kind::Mercure => format!("/.well-known/mercure?topic=%2Fu%2F{i}&topic=%2Fall"),
             Kind::Nchan => format!("/sub?user=u{i}"),
         }
     }
@@ -150,19 +171,34 @@ impl Running {
     /// Publishes `data` to user `to` (`None`: everyone); returns the new event's id (Tidings)
     /// or an empty string (nchan), or `None` when it was not accepted.
     pub async fn publish(&self, conn: &mut Conn, to: Option<usize>, data: &str) -> Option<String> {
-        let (path, body) = match self.kind {
+        let (path, content_type, headers, body) = match self.kind {
             Kind::Tidings | Kind::Cluster => {
                 let to = to.map_or_else(|| "*".to_owned(), |i| format!("u{i}"));
-                ("/api/events".to_owned(), format!(r#"{{"to":"{to}","data":{data}}}"#))
+                (
+                    "/api/events".to_owned(),
+                    "application/json",
+                    String::new(),
+                    format!(r#"{{"to":"{to}","data":{data}}}"#),
+                )
+            }
+            Kind::Mercure => {
+                let topic = to.map_or_else(|| "%2Fall".to_owned(), |i| format!("%2Fu%2F{i}"));
+                let body = format!("topic={topic}&data={}", form_encoded(data));
+                let authorization = format!("Authorization: Bearer {MERCURE_TOKEN}\r\n");
+                ("/.well-known/mercure".to_owned(), "application/x-www-form-urlencoded", authorization, body)
             }
             Kind::Nchan => {
                 let channel = to.map_or_else(|| "broadcast".to_owned(), |i| format!("u{i}"));
-                (format!("/pub/{channel}"), data.to_owned())
+                (format!("/pub/{channel}"), "application/json", String::new(), data.to_owned())
             }
         };
-        let (status, answer) = conn.post(&path, "application/json", body.as_bytes()).await.ok()?;
+        let (status, answer) = conn.post_with(&path, content_type, &headers, body.as_bytes()).await.ok()?;
         if !(200..300).contains(&status) {
             return None;
+        }
+        if self.kind == Kind::Mercure {
+            // Mercure answers the id as text.
+            return Some(String::from_utf8_lossy(&answer).into_owned());
         }
         let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
         Some(answer["id"].as_str().unwrap_or_default().to_owned())
@@ -195,4 +231,11 @@ impl Running {
             let _ = child.kill().await;
         }
     }
+}
+
+/// `data` as a form value: all but the unreserved bytes percent-encoded.
+fn form_encoded(data: &str) -> String {
+    const VALUE: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    percent_encoding::utf8_percent_encode(data, VALUE).to_string()
 }

@@ -69,9 +69,11 @@ pub async fn state(config: &Config, max_connections: usize) -> std::io::Result<A
         directives: config.mercure_extra_directives.clone(),
     })
     .map_err(std::io::Error::other)?;
+    let selectors = std::sync::Arc::<hub::selector::Selectors>::default();
+    let mercure = mercure.map(|settings| std::sync::Arc::new(mercure::Mercure::start(settings, &hub, &selectors)));
     Ok(AppState {
-        mercure: mercure.map(std::sync::Arc::new),
-        selectors: Default::default(),
+        mercure,
+        selectors,
         hub,
         auth,
         streams: StreamSettings {

@@ -36,8 +36,8 @@ pub struct AppState {
     pub max_data: usize,
     /// The topic templates streams ask for, each compiled once.
     pub selectors: std::sync::Arc<crate::hub::selector::Selectors>,
-    /// The Mercure endpoint's settings; `None` when it is off.
-    pub mercure: Option<std::sync::Arc<crate::mercure::MercureSettings>>,
+    /// The Mercure endpoint; `None` when it is off.
+    pub mercure: Option<std::sync::Arc<crate::mercure::Mercure>>,
     pub leptos_options: LeptosOptions,
 }
 
@@ -70,7 +70,7 @@ pub fn app(state: AppState, config: &Config) -> Router {
     let tidings = crate::assets::serve_site(router).layer(cors(&config.cors_origin, config.jwt_secret.is_some()));
     // Mercure's routes answer CORS their own way (credentials, its origin lists).
     let mercure = match &state.mercure {
-        Some(settings) => crate::mercure::routes(settings),
+        Some(mercure) => crate::mercure::routes(mercure),
         None => crate::mercure::routes_off(),
     };
     tidings

@@ -116,6 +116,9 @@ pub struct Frames {
     deadline: Option<Pin<Box<Sleep>>>,
     keep_alive: Option<KeepAlive>,
     write_timeout: Duration,
+    /// Kept until the stream ends, then dropped: what must happen when it ends (a Mercure
+    /// subscription announces its end).
+    _held: Option<Box<dyn Send + Sync>>,
 }
 
 struct KeepAlive {
@@ -145,7 +148,13 @@ impl Frames {
             deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
             keep_alive,
             write_timeout: settings.write_timeout,
+            _held: None,
         }
+    }
+
+    /// Keeps `guard` until the stream ends, however it ends, and drops it then.
+    pub fn holding(self, guard: impl Send + Sync + 'static) -> Frames {
+        Frames { _held: Some(Box::new(guard)), ..self }
     }
 
     /// Moves the frames due now into `into` (emptied by the caller); `Ready(false)` when the

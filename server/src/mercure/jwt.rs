@@ -151,6 +151,13 @@ pub fn presented<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<(
     cookie(headers, COOKIE).map(|token| (token.to_owned(), Source::Cookie))
 }
 
+/// The `authorization` parameter of a query, decoded.
+pub fn query_authorization(query: Option<&str>) -> Option<String> {
+    crate::query::pairs(query?)
+        .find(|(name, _)| crate::query::component(name).is_ok_and(|n| n == "authorization"))
+        .and_then(|(_, value)| crate::query::component(value).ok())
+}
+
 /// The value of cookie `name`, from any `Cookie` header.
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers

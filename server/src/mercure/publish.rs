@@ -41,11 +41,7 @@ pub async fn publish(State(state): State<AppState>, request: Request) -> Respons
 /// for a body that is not a form.
 fn admit(state: &AppState, headers: &HeaderMap, query: Option<&str>) -> Result<Vec<Selector>, AppError> {
     let Some(mercure) = state.mercure.as_deref() else { return Err(super::subscribe::off()) };
-    let authorization = query.and_then(|q| {
-        crate::query::pairs(q)
-            .find(|(name, _)| crate::query::component(name).is_ok_and(|n| n == "authorization"))
-            .and_then(|(_, value)| crate::query::component(value).ok())
-    });
+    let authorization = jwt::query_authorization(query);
     let (token, source) = jwt::presented(headers, authorization.as_deref()).ok_or_else(|| {
         AppError::Unauthorized(
             "a publisher token is required (Authorization: Bearer, ?authorization= or the mercureAuthorization cookie)"
@@ -53,9 +49,9 @@ fn admit(state: &AppState, headers: &HeaderMap, query: Option<&str>) -> Result<V
         )
     })?;
     if source == Source::Cookie {
-        require_listed_origin(headers, &mercure.publish_origins)?;
+        require_listed_origin(headers, &mercure.settings.publish_origins)?;
     }
-    let claim = mercure.publisher.verify(&token)?.mercure;
+    let claim = mercure.settings.publisher.verify(&token)?.mercure;
     let selectors = claim.publish.unwrap_or_default();
     if selectors.is_empty() {
         return Err(AppError::Forbidden("the token's `mercure.publish` claim allows no topic".into()));

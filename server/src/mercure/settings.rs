@@ -2,8 +2,7 @@
 //! algorithms from `MERCURE_PUBLISHER_JWT_KEY` / `_ALG` and `MERCURE_SUBSCRIBER_JWT_KEY` /
 //! `_ALG` (the subscriber key defaults to the publisher's), and the rest from the Caddyfile
 //! directives in `MERCURE_EXTRA_DIRECTIVES`, one per line: `anonymous`, `cors_origins`,
-//! `publish_origins`, `heartbeat`, `publisher_jwt`, `subscriber_jwt` (`subscriptions`, the
-//! active-subscriptions feature, is not there yet and is refused rather than ignored).
+//! `publish_origins`, `heartbeat`, `publisher_jwt`, `subscriber_jwt`, `subscriptions`.
 //! Directives that only tune the Go hub's own machinery are accepted and ignored (with a
 //! warning); one that changes who may do what and is not supported stops the start.
 
@@ -44,6 +43,8 @@ pub struct MercureSettings {
     /// The comment sent on an idle stream this often (`heartbeat`; Tidings' `--keep-alive`
     /// without it).
     pub heartbeat: Option<Duration>,
+    /// Subscriptions are announced and listed (`subscriptions`).
+    pub subscriptions: bool,
 }
 
 /// The environment a Mercure hub is configured with.
@@ -67,6 +68,7 @@ impl MercureSettings {
             let Some((name, args)) = words.split_first() else { continue };
             match (name.as_str(), args) {
                 ("anonymous", []) => settings.anonymous = true,
+                ("subscriptions", []) => settings.subscriptions = true,
                 ("cors_origins", origins) if !origins.is_empty() => settings.cors = origins_of(origins),
                 ("publish_origins", origins) if !origins.is_empty() => settings.publish = origins_of(origins),
                 ("heartbeat", [every]) => {
@@ -79,7 +81,7 @@ impl MercureSettings {
                     subscriber = Some((key.clone(), rest.first().cloned()))
                 }
                 (
-                    "subscriptions" | "publisher_jwks_url" | "subscriber_jwks_url" | "transport" | "transport_url" | "protocol_version_compatibility",
+                    "publisher_jwks_url" | "subscriber_jwks_url" | "transport" | "transport_url" | "protocol_version_compatibility",
                     _,
                 ) => {
                     return Err(format!(
@@ -112,6 +114,7 @@ impl MercureSettings {
             cors_origins: settings.cors,
             publish_origins: settings.publish,
             heartbeat: settings.heartbeat,
+            subscriptions: settings.subscriptions,
         }))
     }
 }
@@ -122,6 +125,7 @@ struct Directives {
     cors: Origins,
     publish: Origins,
     heartbeat: Option<Duration>,
+    subscriptions: bool,
 }
 
 fn origins_of(list: &[String]) -> Origins {
@@ -211,7 +215,7 @@ mod tests {
     #[test]
     fn directives_are_read() {
         let settings = MercureSettings::from_env(&env(
-            "anonymous\ncors_origins https://a.example \"https://b.example\"\npublish_origins *\nheartbeat 1m30s",
+            "anonymous\ncors_origins https://a.example \"https://b.example\"\npublish_origins *\nheartbeat 1m30s\nsubscriptions",
         ))
         .unwrap()
         .unwrap();
@@ -219,8 +223,9 @@ mod tests {
         assert_eq!(settings.cors_origins, Origins::List(vec!["https://a.example".into(), "https://b.example".into()]));
         assert_eq!(settings.publish_origins, Origins::Any);
         assert_eq!(settings.heartbeat, Some(Duration::from_secs(90)));
+        assert!(settings.subscriptions);
         let plain = MercureSettings::from_env(&env("")).unwrap().unwrap();
-        assert!(!plain.anonymous && plain.cors_origins == Origins::None);
+        assert!(!plain.anonymous && plain.cors_origins == Origins::None && !plain.subscriptions);
         assert!(MercureSettings::from_env(&MercureEnv::default()).unwrap().is_none());
     }
 
@@ -229,7 +234,7 @@ mod tests {
     fn bad_settings_are_named() {
         let error = |env: MercureEnv| MercureSettings::from_env(&env).err().unwrap_or_default();
         assert!(error(env("transport bolt")).contains("`transport` is not supported"));
-        assert!(error(env("subscriptions")).contains("`subscriptions` is not supported"));
+        assert!(error(env("subscriptions now")).contains("not understood"));
         assert!(error(env("heartbeat soon")).contains("heartbeat soon"));
         assert!(error(env("frobnicate")).contains("not understood"));
         let short = MercureEnv { publisher_key: Some("short".into()), ..MercureEnv::default() };

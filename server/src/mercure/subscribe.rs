@@ -7,6 +7,7 @@
 //! `gap` event when the id is gone, and an end when the token expires.
 
 use super::jwt::{self, Token};
+use super::subscriptions;
 use crate::error::AppError;
 use crate::hub::selector::Selector;
 use crate::hub::{Interest, SubscribeError};
@@ -61,8 +62,8 @@ pub async fn subscribe(
         ));
     }
     let token: Option<Token> = match jwt::presented(&headers, asked.authorization.as_deref()) {
-        Some((token, _)) => Some(mercure.subscriber.verify(&token)?),
-        None if mercure.anonymous => None,
+        Some((token, _)) => Some(mercure.settings.subscriber.verify(&token)?),
+        None if mercure.settings.anonymous => None,
         None => {
             return Err(AppError::Unauthorized(
                 "a subscriber token is required (Authorization: Bearer, ?authorization= or the mercureAuthorization cookie); anonymous subscribers are off".into(),
@@ -101,13 +102,20 @@ pub async fn subscribe(
         .or(asked.last_event_id)
         .filter(|id| !id.is_empty());
 
-    let interest = Interest { user: None, selectors, authorized: authorized.into() };
+    let interest = Interest { user: None, selectors: selectors.clone(), authorized: authorized.into() };
     let subscription = state.hub.subscribe_quietly(interest, last_event_id.as_deref()).map_err(refusal)?;
     // Where the replay starts: right after the id asked for, or (unknown, evicted) the start.
     let resumed_after = last_event_id.map(|asked| if subscription.resumed() { asked } else { "earliest".into() });
-    let expires = token.and_then(|t| t.expires).and_then(crate::auth::on_tokio_clock);
-    let settings = StreamSettings { keep_alive: mercure.heartbeat.or(state.streams.keep_alive), ..state.streams };
-    let frames = Frames::new(subscription, settings, expires);
+    let expires = token.as_ref().and_then(|t| t.expires).and_then(crate::auth::on_tokio_clock);
+    let settings =
+        StreamSettings { keep_alive: mercure.settings.heartbeat.or(state.streams.keep_alive), ..state.streams };
+    let mut frames = Frames::new(subscription, settings, expires);
+    if mercure.subscriptions.is_some() {
+        let payload = token.as_ref().and_then(|t| t.mercure.payload.as_ref());
+        let topics: Vec<&str> = selectors.iter().map(Selector::as_str).collect();
+        let announced = subscriptions::announce(&state.hub, &topics, &subscriptions::subscriber_id(), payload).await;
+        frames = frames.holding(announced);
+    }
     let body = match take_over {
         Some(Extension(slot)) => {
             slot.put(frames);

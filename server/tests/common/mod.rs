@@ -5,6 +5,7 @@
 // Each test binary uses a part of these helpers.
 #![allow(dead_code)]
 
+pub mod mercure;
 pub mod stores;
 
 use clap::Parser as _;
