@@ -132,7 +132,7 @@ SOAK := --soak-seconds 60 --soak-connections 2000
 # BENCHMARKS.md and the chart.
 bench: release setup-bench
 	cargo build --locked --release -p bench
-	target/release/tidings-bench --subscribers 10000 --reps 3 --targets tidings,cluster,mercure,nchan $(SOAK)
+	target/release/tidings-bench --subscribers 10000 --reps 3 --targets tidings,cluster,mercure,nchan,baseline $(SOAK)
 
 # Only the soak (about 100 s), its tables printed; BENCHMARKS.md and the chart are left alone.
 bench-soak: release
@@ -142,7 +142,7 @@ bench-soak: release
 # A few hundred streams through the load generator, so it cannot rot (part of `make test`).
 bench-smoke: release
 	cargo build --locked --release -p bench
-	target/release/tidings-bench --subscribers 300 --idle 300 --reps 1 --targets tidings,mercure --seconds 1 --out - > /dev/null
+	target/release/tidings-bench --subscribers 300 --idle 300 --reps 1 --targets tidings,mercure,baseline --seconds 1 --out - > /dev/null
 
 clean:
 	cargo clean

@@ -5,6 +5,7 @@
 //! not open, a broadcast did not reach every stream or a soak probe failed, so a smoke run in
 //! `make test` catches rot.
 
+mod floor;
 mod http;
 mod load;
 mod report;
@@ -31,7 +32,7 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     reps: usize,
     /// Hubs to measure: tidings, cluster (two nodes on Redis), mercure (Tidings over the
-    /// Mercure protocol), nchan.
+    /// Mercure protocol), nchan, baseline (a bare axum handler, for the unicast floor only).
     #[arg(long, value_delimiter = ',', default_value = "tidings,nchan")]
     targets: Vec<String>,
     /// The Tidings binary.
@@ -79,6 +80,7 @@ async fn main() -> std::process::ExitCode {
             "tidings" => Some(Kind::Tidings),
             "cluster" => Some(Kind::Cluster),
             "mercure" => Some(Kind::Mercure),
+            "baseline" => Some(Kind::Baseline),
             "nchan" => Some(Kind::Nchan),
             _ => None,
         })
@@ -98,6 +100,15 @@ async fn main() -> std::process::ExitCode {
                     return std::process::ExitCode::FAILURE;
                 }
             };
+            if matches!(kind, Kind::Tidings | Kind::Baseline) {
+                let window = Duration::from_secs(args.seconds);
+                healthy &= floor::run(&hub, &sources, args.subscribers, window, &mut results).await;
+            }
+            if kind == Kind::Baseline {
+                hub.stop().await;
+                eprintln!("rep {} of {}: {} done", rep + 1, args.reps, kind.name());
+                continue;
+            }
             for &n in &sizes {
                 healthy &= scenario(&hub, &sources, n, n == args.subscribers, &args, &mut results).await;
             }
@@ -368,7 +379,7 @@ async fn idle_memory(hub: &Running, sources: &load::Sources, n: usize) -> (f64, 
 }
 
 /// Runs futures concurrently on this task and waits for all.
-async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: impl Iterator<Item = F>) {
+pub(crate) async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: impl Iterator<Item = F>) {
     let mut set: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
     std::future::poll_fn(|cx| {
         set.retain_mut(|f| f.as_mut().poll(cx).is_pending());

@@ -21,6 +21,14 @@ pub enum Metric {
     BatchEventsPerSec,
     /// Seconds from a reconnect storm's start until every stream had its replay.
     StormSeconds,
+    /// The unicast floor (`floor`): closed-loop publishes/s and round-trip p50/p99, at 8 and
+    /// 32 publishers.
+    Floor8PerSec,
+    Floor8P50Ms,
+    Floor8P99Ms,
+    Floor32PerSec,
+    Floor32P50Ms,
+    Floor32P99Ms,
 }
 
 impl Metric {
@@ -38,6 +46,15 @@ impl Metric {
         Metric::StormSeconds,
     ];
 
+    const FLOOR: [Metric; 6] = [
+        Metric::Floor8PerSec,
+        Metric::Floor8P50Ms,
+        Metric::Floor8P99Ms,
+        Metric::Floor32PerSec,
+        Metric::Floor32P50Ms,
+        Metric::Floor32P99Ms,
+    ];
+
     fn header(self) -> &'static str {
         match self {
             Metric::RssPerStreamKb => "RSS per idle stream (KB)",
@@ -51,6 +68,12 @@ impl Metric {
             Metric::UnicastPerSec => "unicast publishes/s",
             Metric::BatchEventsPerSec => "batch events/s",
             Metric::StormSeconds => "reconnect storm: all replayed (s)",
+            Metric::Floor8PerSec => "8 publishers: publishes/s",
+            Metric::Floor8P50Ms => "p50 (ms)",
+            Metric::Floor8P99Ms => "p99 (ms)",
+            Metric::Floor32PerSec => "32 publishers: publishes/s",
+            Metric::Floor32P50Ms => "p50 (ms)",
+            Metric::Floor32P99Ms => "p99 (ms)",
         }
     }
 }
@@ -104,6 +127,9 @@ fn format_value(metric: Metric, value: f64) -> String {
         Metric::RssPerStreamKb | Metric::IdleRssPerStreamKb | Metric::BroadcastP50Ms | Metric::BroadcastP99Ms => {
             format!("{value:.1}")
         }
+        Metric::Floor8P50Ms | Metric::Floor8P99Ms | Metric::Floor32P50Ms | Metric::Floor32P99Ms => {
+            format!("{value:.2}")
+        }
         Metric::StormSeconds => format!("{value:.2}"),
         Metric::SustainedDeliveredPct | Metric::HubCpuPct => format!("{value:.1}"),
         _ => format!("{:.0}", value.round()),
@@ -138,35 +164,14 @@ fn scenarios(out: &mut String, results: &Results, kinds: &[Kind], n: usize, idle
         out,
         "Memory is measured on a fresh process holding idle streams: {n} of them, and {idle} in the idle run. The reconnect storm drops {n} streams, publishes one event to each user while they are away, and reopens all {n} at once with `Last-Event-ID`: the time until every stream has its missed event (Tidings only: nchan's replay wants its own message ids).\n"
     );
-    let _ = write!(out, "| hub |");
-    for metric in Metric::TABLE {
-        let _ = write!(out, " {} |", metric.header());
-    }
-    let _ = write!(out, "\n|---|");
-    for _ in Metric::TABLE {
-        let _ = write!(out, "---|");
-    }
-    out.push('\n');
-    for &kind in kinds {
-        let _ = write!(out, "| {} |", kind.name());
-        for metric in Metric::TABLE {
-            match results.median(kind, metric, n) {
-                Some(value) => {
-                    let _ = write!(out, " {}", format_value(metric, value));
-                    if let (Kind::Tidings | Kind::Cluster | Kind::Mercure, Some(theirs)) =
-                        (kind, results.median(Kind::Nchan, metric, n))
-                    {
-                        if theirs > 0.0 && !matches!(metric, Metric::SustainedDeliveredPct | Metric::HubCpuPct) {
-                            let _ = write!(out, " ({:.2}×)", value / theirs);
-                        }
-                    }
-                    out.push_str(" |");
-                }
-                None => out.push_str(" — |"),
-            }
-        }
-        out.push('\n');
-    }
+    // Tidings' rows get the ratio to nchan, except for shares.
+    let ratio = |kind: Kind, metric: Metric| {
+        (matches!(kind, Kind::Tidings | Kind::Cluster | Kind::Mercure)
+            && !matches!(metric, Metric::SustainedDeliveredPct | Metric::HubCpuPct))
+        .then_some(Kind::Nchan)
+    };
+    let rows: Vec<Kind> = kinds.iter().copied().filter(|&k| k != Kind::Baseline).collect();
+    table(out, results, &rows, &Metric::TABLE, n, ratio);
     if !results.notes.is_empty() {
         out.push('\n');
         for note in &results.notes {
@@ -174,6 +179,56 @@ fn scenarios(out: &mut String, results: &Results, kinds: &[Kind], n: usize, idle
         }
     }
     let _ = writeln!(out, "\n![Broadcast latency (p50) against subscribers](docs/bench-latency.svg)");
+    if kinds.contains(&Kind::Baseline) {
+        floor_table(out, results, kinds, n);
+    }
+}
+
+/// The unicast floor: Tidings against the bare axum baseline, with the ratio to it.
+fn floor_table(out: &mut String, results: &Results, kinds: &[Kind], n: usize) {
+    let _ = writeln!(
+        out,
+        "\n## Unicast floor\n\n{n} idle streams; each publisher on one kept-alive connection posts `{{\"to\": \"<one user>\", \"event\": \"message\", \"data\": \"<timestamp>\"}}` in a closed loop; round trip of each publish. The baseline is `tidings-baseline` (`bench/src/bin/baseline.rs`), a bare axum handler with a map of per-user channels and no history, ids, limits or validation. In brackets, the ratio to it (for throughput, higher is better).\n"
+    );
+    let rows: Vec<Kind> = kinds.iter().copied().filter(|&k| matches!(k, Kind::Tidings | Kind::Baseline)).collect();
+    table(out, results, &rows, &Metric::FLOOR, n, |kind, _| (kind == Kind::Tidings).then_some(Kind::Baseline));
+}
+
+/// A table of medians at `n`, one row per kind, with the ratio to the kind `ratio` names.
+fn table(
+    out: &mut String,
+    results: &Results,
+    rows: &[Kind],
+    metrics: &[Metric],
+    n: usize,
+    ratio: impl Fn(Kind, Metric) -> Option<Kind>,
+) {
+    let _ = write!(out, "| hub |");
+    for metric in metrics {
+        let _ = write!(out, " {} |", metric.header());
+    }
+    let _ = write!(out, "\n|---|");
+    for _ in metrics {
+        let _ = write!(out, "---|");
+    }
+    out.push('\n');
+    for &kind in rows {
+        let _ = write!(out, "| {} |", kind.name());
+        for &metric in metrics {
+            let Some(value) = results.median(kind, metric, n) else {
+                out.push_str(" — |");
+                continue;
+            };
+            let _ = write!(out, " {}", format_value(metric, value));
+            if let Some(theirs) = ratio(kind, metric).and_then(|other| results.median(other, metric, n)) {
+                if theirs > 0.0 {
+                    let _ = write!(out, " ({:.2}×)", value / theirs);
+                }
+            }
+            out.push_str(" |");
+        }
+        out.push('\n');
+    }
 }
 
 /// The soak: what the attackers held, what the probe saw, and the hub's descriptors and memory.
@@ -307,6 +362,9 @@ pub fn chart(results: &Results, kinds: &[Kind], sizes: &[usize]) -> String {
                 results.median(kind, Metric::BroadcastP50Ms, n).map(|ms| format!("{:.1},{:.1}", x(n), y(ms)))
             })
             .collect();
+        if points.is_empty() {
+            continue;
+        }
         let _ = writeln!(
             svg,
             r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,

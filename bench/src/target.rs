@@ -18,6 +18,8 @@ pub enum Kind {
     /// every publish is a form POST with a publisher JWT.
     Mercure,
     Nchan,
+    /// `tidings-baseline`, a bare axum handler: only the unicast floor is measured on it.
+    Baseline,
 }
 
 impl Kind {
@@ -31,6 +33,7 @@ impl Kind {
             Kind::Tidings => "Tidings",
             Kind::Cluster => "Tidings, 2 nodes on Redis",
             Kind::Mercure => "Tidings over Mercure",
+            Kind::Baseline => "baseline: bare axum handler",
             Kind::Nchan => "nginx + nchan (1 worker)",
         }
     }
@@ -89,6 +92,15 @@ pub async fn start(kind: Kind, port: u16, tidings: &Path, root: &Path, extra: &[
     let running = match kind {
         Kind::Tidings => {
             let child = tidings_node(tidings, addr, None, extra)?;
+            Running { kind, addr, nodes: vec![addr], children: vec![child], _prefix: None }
+        }
+        Kind::Baseline => {
+            let child = Command::new(tidings.with_file_name("tidings-baseline"))
+                .arg(addr.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()?;
             Running { kind, addr, nodes: vec![addr], children: vec![child], _prefix: None }
         }
         Kind::Mercure => {
@@ -162,7 +174,7 @@ impl Running {
     /// The stream path for subscriber `i`.
     pub fn stream_path(&self, i: usize) -> String {
         match self.kind {
-            Kind::Tidings | Kind::Cluster => format!("/stream-sse?user=u{i}"),
+            Kind::Tidings | Kind::Cluster | Kind::Baseline => format!("/stream-sse?user=u{i}"),
             Kind::Mercure => format!("/.well-known/mercure?topic=%2Fu%2F{i}&topic=%2Fall"),
             Kind::Nchan => format!("/sub?user=u{i}"),
         }
@@ -172,7 +184,7 @@ impl Running {
     /// or an empty string (nchan), or `None` when it was not accepted.
     pub async fn publish(&self, conn: &mut Conn, to: Option<usize>, data: &str) -> Option<String> {
         let (path, content_type, headers, body) = match self.kind {
-            Kind::Tidings | Kind::Cluster => {
+            Kind::Tidings | Kind::Cluster | Kind::Baseline => {
                 let to = to.map_or_else(|| "*".to_owned(), |i| format!("u{i}"));
                 (
                     "/api/events".to_owned(),
