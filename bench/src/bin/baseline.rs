@@ -6,6 +6,7 @@
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, Sse};
+use axum::serve::ListenerExt;
 use axum::{routing::get, routing::post, Json, Router};
 use futures::Stream;
 use std::collections::HashMap;
@@ -53,5 +54,10 @@ async fn main() -> std::io::Result<()> {
         .route("/api/events", post(publish))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(Users::default());
-    axum::serve(tokio::net::TcpListener::bind(addr).await?, app).await
+    // Without TCP_NODELAY small answers wait on delayed ACKs (milliseconds each): a reference
+    // that slow would flatter Tidings, which sets it.
+    let listener = tokio::net::TcpListener::bind(addr).await?.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app).await
 }
