@@ -26,7 +26,7 @@ use axum::body::Body;
 use axum::http::{response, HeaderName, HeaderValue, Method, Request, Response, Version};
 use axum::Router;
 use bytes::{Bytes, BytesMut};
-use gate::{Gate, Slot};
+use gate::{Gate, Slot, Watched};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
@@ -179,42 +179,60 @@ enum First {
 impl Served {
     async fn connection(self, tcp: TcpStream, slot: Slot, watcher: Watcher) {
         let tcp = slot.watch(tcp);
-        let Some(acceptor) = self.tls.clone() else {
-            return self.socket(tcp, slot, watcher).await;
+        match self.tls.clone() {
+            // Boxed: inline, a TLS connection's state (rustls' own, in the handshake and in the
+            // stream) would size every connection's task, cleartext streams' included, for as
+            // long as they live.
+            Some(acceptor) => Box::pin(self.tls(acceptor, tcp, slot, watcher)).await,
+            None => self.socket(tcp, slot, watcher).await,
+        }
+    }
+
+    /// Serves a TLS connection: HTTP/2 by hyper, HTTP/1.1 as a cleartext one.
+    async fn tls(self, acceptor: tokio_rustls::TlsAcceptor, tcp: Watched<TcpStream>, slot: Slot, watcher: Watcher) {
+        let handshake = tokio::select! {
+            () = slot.closed() => None,
+            done = tokio::time::timeout(self.settings.header_timeout, acceptor.accept(tcp)) => done.ok().and_then(Result::ok),
         };
-        let handshake = async {
-            tokio::select! {
-                () = slot.closed() => None,
-                done = tokio::time::timeout(self.settings.header_timeout, acceptor.accept(tcp)) => done.ok()?.ok(),
-            }
-        };
-        let Some(tls) = Box::pin(handshake).await else { return };
+        let Some(tls) = handshake else { return };
         if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
             return self.hyper(tls, Bytes::new(), slot, watcher).await;
         }
         self.socket(tls, slot, watcher).await
     }
 
-    /// Serves a connection once it is cleartext (TCP, or TLS as HTTP/1.1).
-    async fn socket<S: Socket>(self, mut socket: S, slot: Slot, watcher: Watcher) {
-        // Every phase before the stream is boxed and freed when done: inline, the largest of
-        // them would size this task for as long as an idle stream lives.
-        let Some((first, head)) = Box::pin(self.read_first(&mut socket, &slot)).await else { return };
-        match first {
-            First::Hyper => Box::pin(self.hyper(socket, head, slot, watcher)).await,
-            First::Stream(request) => {
-                drop(head);
-                // The router's time is the hub's, not the client's: the connection is busy.
-                let busy = slot.busy();
-                let Some((frames, response_head)) = Box::pin(self.open_stream(&mut socket, *request)).await else {
-                    return;
-                };
-                drop(busy);
-                // The stream is counted by the hub from here; it no longer takes a request slot.
-                drop(slot);
-                transport::write_stream(socket, &response_head, frames).await;
-            }
-        }
+    /// Serves a connection once it is cleartext (TCP, or TLS as HTTP/1.1). What this task keeps
+    /// while a stream lives is the stream's writer alone: every phase before it is boxed and
+    /// freed when done (inline, the largest would size an idle stream's task for its life).
+    async fn socket<S: Socket>(self, socket: S, slot: Slot, watcher: Watcher) {
+        let Some((socket, head, frames)) = Box::pin(self.first_request(socket, slot, watcher)).await else {
+            return;
+        };
+        transport::write_stream(socket, &head, frames).await;
+    }
+
+    /// Serves the connection's first request: a stream's socket, response head and frames to
+    /// write, or `None` once the connection was served otherwise (by hyper, or a refusal) or
+    /// closed.
+    async fn first_request<S: Socket>(
+        self,
+        mut socket: S,
+        slot: Slot,
+        watcher: Watcher,
+    ) -> Option<(S, Vec<u8>, transport::Frames)> {
+        let (first, head) = self.read_first(&mut socket, &slot).await?;
+        let First::Stream(request) = first else {
+            self.hyper(socket, head, slot, watcher).await;
+            return None;
+        };
+        drop(head);
+        // The router's time is the hub's, not the client's: the connection is busy.
+        let busy = slot.busy();
+        let (frames, response_head) = self.open_stream(&mut socket, *request).await?;
+        drop(busy);
+        // The stream is counted by the hub from here; it no longer takes a request slot.
+        drop(slot);
+        Some((socket, response_head, frames))
     }
 
     /// The first request head and the bytes read with it; `None` when the connection closed,
