@@ -1,12 +1,13 @@
-import { expect, test, type Page } from '@playwright/test';
+import { expect, test, type Locator, type Page, type Request } from '@playwright/test';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHmac, randomUUID } from 'node:crypto';
 import path from 'node:path';
-import { RELEASE_BINARY, stopHub } from './helpers';
+import { openConsole, panel, RELEASE_BINARY, rowsOfType, stopHub } from './helpers';
 
 // The Mercure protocol end to end: Symfony's publisher (Debian's php-symfony-mercure, run by
 // end2end/mercure/publish.php) posts to a hub of this spec's own, which Chromium's EventSource
-// subscribes to; the JWT `mercure` claims say who may publish and who gets private updates.
+// (by hand, or through the console's Mercure panels) subscribes to; the JWT `mercure` claims say
+// who may publish and who gets private updates.
 
 const PORT = 3211;
 const HUB = `http://127.0.0.1:${PORT}`;
@@ -306,4 +307,87 @@ test('a new EventSource with ?lastEventID= gets what came after that id, the sec
   // The replay ends there and the stream goes on live: no update twice, none before `two`.
   const three = await publish({ topics: [topic], data: 'three' });
   await expect.poll(() => received(page, 'again')).toEqual([message('two', two), message('three', three)]);
+});
+
+/** The rows of a console panel whose data cell is exactly `data`. */
+function rowsWithData(p: Locator, data: string): Locator {
+  return p.getByRole('row').filter({ has: p.page().getByRole('cell', { name: data, exact: true }) });
+}
+
+/** Sets a console panel to Mercure with these selectors and JWT, connects it, and returns the request it opened with. */
+async function connectMercurePanel(page: Page, p: Locator, selectors: string, token: string, transport = 'eventsource'): Promise<Request> {
+  await p.getByLabel('Protocol').selectOption('mercure');
+  // Mercure has no users: the field is gone.
+  await expect(p.getByLabel('User')).toHaveCount(0);
+  await p.getByLabel('Topics', { exact: true }).fill(selectors);
+  await p.getByLabel('Token', { exact: true }).fill(token);
+  await p.getByLabel('Transport').selectOption(transport);
+  const opened = page.waitForRequest((r) => r.url().startsWith(`${MERCURE}?`));
+  await p.getByRole('button', { name: 'Connect' }).click();
+  const request = await opened;
+  await expect(rowsOfType(p, 'open')).toHaveCount(1);
+  return request;
+}
+
+test('console: a Mercure panel shows public and private updates as rows; one whose token does not allow the topic, only the public', async ({ page }) => {
+  const topic = book();
+  await openConsole(page, `${HUB}/`);
+  const [allowed, other, tidings] = [panel(page, 1), panel(page, 2), panel(page, 3)];
+  const token = subscriberToken([BOOKS]);
+  const opened = await connectMercurePanel(page, allowed, BOOKS, token);
+  // One `topic=` a selector and the JWT as `authorization=`, as Mercure's documentation builds it.
+  expect(opened.url()).toBe(`${MERCURE}?topic=${encodeURIComponent(BOOKS)}&authorization=${token}`);
+  await connectMercurePanel(page, other, BOOKS, subscriberToken(['https://example.com/authors/{id}']));
+  // Beside them a Tidings panel keeps its user.
+  await expect(tidings.getByLabel('User')).toBeVisible();
+
+  const secret = await publish({ topics: [topic], data: 'private, to the console', private: true });
+  const open = await publish({ topics: [topic], data: 'public, to the console' });
+  for (const [data, id] of [['private, to the console', secret], ['public, to the console', open]]) {
+    await expect(rowsWithData(allowed, data).getByRole('cell')).toHaveText([/^\d+$/, id, 'message', data]);
+  }
+  await expect(rowsWithData(other, 'public, to the console').getByRole('cell')).toHaveText([
+    /^\d+$/,
+    open,
+    'message',
+    'public, to the console',
+  ]);
+  // A stream delivers in order and the public update came after the private one: the private one is not merely late.
+  await expect(other.getByText('private, to the console')).toHaveCount(0);
+  await expect(rowsOfType(other, 'error')).toHaveCount(0);
+
+  // The console's own form publishes through Tidings' API; an event to the topic reaches both Mercure panels.
+  const form = page.getByRole('form', { name: 'Publish an event' });
+  await form.getByLabel('To', { exact: true }).fill('');
+  await form.getByLabel('Topics', { exact: true }).fill(topic);
+  await form.getByLabel('Data', { exact: true }).fill('from the form');
+  await form.getByRole('button', { name: 'Publish' }).click();
+  await expect(form.getByRole('status')).toContainText('to 2 connection');
+  for (const p of [allowed, other]) await expect(rowsWithData(p, 'from the form')).toHaveCount(1);
+});
+
+test('console: a Mercure panel on fetch sends its JWT as a bearer, resumes with lastEventID=, and stops once the token expired', async ({ page }) => {
+  const topic = book();
+  await openConsole(page, `${HUB}/`);
+  const p = panel(page, 1);
+  await p.getByLabel('Add event name').fill('book.updated');
+  await p.getByLabel('Add event name').press('Enter');
+  // The hub ends the stream when `exp` (plus its 5 s leeway) passes; the panel's reconnection
+  // then carries the last id and is refused.
+  const token = jwt({ exp: Math.floor(Date.now() / 1000) + 2, mercure: { subscribe: [BOOKS] } });
+  const opened = await connectMercurePanel(page, p, topic, token, 'fetch');
+  expect(opened.url()).toBe(`${MERCURE}?topic=${encodeURIComponent(topic)}`);
+  expect(await opened.headerValue('authorization')).toBe(`Bearer ${token}`);
+  const reopened = page.waitForRequest((r) => r.url().startsWith(`${MERCURE}?`), { timeout: 20_000 });
+
+  const id = await publish({ topics: [topic], data: 'typed and private', type: 'book.updated', private: true });
+  await expect(rowsWithData(p, 'typed and private').getByRole('cell')).toHaveText([
+    /^\d+$/,
+    id,
+    'book.updated',
+    'typed and private',
+  ]);
+  expect((await reopened).url()).toBe(`${MERCURE}?topic=${encodeURIComponent(topic)}&lastEventID=${encodeURIComponent(id)}`);
+  await expect(p.getByText('closed', { exact: true })).toBeVisible({ timeout: 10_000 });
+  await expect(rowsOfType(p, 'error').last()).toContainText('the token has expired');
 });

@@ -1,8 +1,8 @@
-//! One panel: a stream for a user and/or topic selectors, its state, and the table of what
-//! arrived (No, lastEventId, type, data), as in the original page — without its leaks: a panel
-//! holds one connection at most.
+//! One panel: a stream for a user and/or topic selectors (or a Mercure subscription to topic
+//! selectors), its state, and the table of what arrived (No, lastEventId, type, data), as in the
+//! original page — without its leaks: a panel holds one connection at most.
 
-use super::source::{Connection, SourceEvent, StreamRequest, Transport};
+use super::source::{Connection, Protocol, SourceEvent, StreamRequest, Transport};
 use super::{format::display_data, split_topics, Shared};
 use crate::event::EventName;
 use leptos::prelude::*;
@@ -43,6 +43,7 @@ pub fn Panel(key: u32, initial_user: String, on_remove: Callback<u32>) -> impl I
     let shared = expect_context::<Shared>();
     let user = RwSignal::new(initial_user);
     let topics = RwSignal::new(String::new());
+    let protocol = RwSignal::new(Protocol::Tidings);
     let token = RwSignal::new(String::new());
     let transport = RwSignal::new(Transport::EventSource);
     let status = RwSignal::new(Status::Closed);
@@ -105,6 +106,7 @@ pub fn Panel(key: u32, initial_user: String, on_remove: Callback<u32>) -> impl I
         let mut listen = names.get_untracked();
         listen.push(EventName::GAP.to_owned());
         let request = StreamRequest {
+            protocol: protocol.get_untracked(),
             user: user.get_untracked(),
             topics: split_topics(&topics.get_untracked()),
             token: token.get_untracked(),
@@ -169,11 +171,21 @@ pub fn Panel(key: u32, initial_user: String, on_remove: Callback<u32>) -> impl I
         Status::Reconnecting => format!("reconnecting ({})", reconnects.get()),
     };
     let label = format!("Panel {key}");
+    let tidings = move || protocol.get() == Protocol::Tidings;
+    // A transport the new protocol cannot use (Mercure has no `?token=`) falls back to EventSource.
+    let choose_protocol = move |chosen: Protocol| {
+        protocol.set(chosen);
+        if !chosen.transports().contains(&transport.get_untracked()) {
+            transport.set(Transport::EventSource);
+        }
+    };
 
     view! {
         <section class="panel" aria-label=label>
             <div class="panel-controls">
-                <label>"User" <input type="text" bind:value=user/></label>
+                <Show when=tidings>
+                    <label>"User" <input type="text" bind:value=user/></label>
+                </Show>
                 <button on:click=move |_| {
                     if status.get_untracked() == Status::Closed { connect() } else { disconnect() }
                 }>
@@ -194,16 +206,38 @@ pub fn Panel(key: u32, initial_user: String, on_remove: Callback<u32>) -> impl I
                 ></textarea>
             </label>
             <div class="panel-auth">
-                <Show when=move || shared.auth.get()>
-                    <label>"Token" <input type="password" autocomplete="off" bind:value=token/></label>
+                <label>
+                    "Protocol "
+                    <select on:change=move |ev| choose_protocol(Protocol::from_key(&event_target_value(&ev)))>
+                        {Protocol::ALL
+                            .into_iter()
+                            .map(|p| view! { <option value=p.key() selected=move || protocol.get() == p>{p.label()}</option> })
+                            .collect_view()}
+                    </select>
+                </label>
+                // A Mercure hub takes a subscriber JWT even when Tidings' own API is open.
+                <Show when=move || shared.auth.get() || !tidings()>
+                    <label>
+                        "Token"
+                        <input
+                            type="password"
+                            autocomplete="off"
+                            placeholder=move || if tidings() { "" } else { "subscriber JWT, empty if anonymous" }
+                            bind:value=token
+                        />
+                    </label>
                 </Show>
                 <label>
                     "Transport "
                     <select on:change=move |ev| transport.set(Transport::from_key(&event_target_value(&ev)))>
-                        {Transport::ALL
-                            .into_iter()
-                            .map(|t| view! { <option value=t.key() selected=move || transport.get() == t>{t.label()}</option> })
-                            .collect_view()}
+                        {move || {
+                            let chosen = protocol.get();
+                            chosen
+                                .transports()
+                                .iter()
+                                .map(|&t| view! { <option value=t.key() selected=move || transport.get() == t>{t.label(chosen)}</option> })
+                                .collect_view()
+                        }}
                     </select>
                 </label>
             </div>

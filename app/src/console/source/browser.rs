@@ -1,8 +1,9 @@
-//! A panel's stream in the browser, by any of the three transports. All of them report the same
-//! [`SourceEvent`]s: open, error (reconnecting or not), and the events of the listened names,
-//! and all of them reconnect with the last event id, so a person sees no difference.
+//! A panel's stream in the browser, by any of the three transports, from Tidings' API or
+//! Mercure's. All of them report the same [`SourceEvent`]s: open, error (reconnecting or not),
+//! and the events of the listened names, and all of them reconnect with the last event id, so a
+//! person sees no difference.
 
-use super::{ticket, SourceEvent, StreamRequest, Transport};
+use super::{ticket, Protocol, SourceEvent, StreamRequest, Transport};
 use crate::event::EventName;
 use crate::sse::Parser;
 use std::cell::{Cell, RefCell};
@@ -55,6 +56,7 @@ impl Connection {
         names: &[String],
         sink: impl Fn(SourceEvent) + 'static,
     ) -> Result<Self, String> {
+        request.check()?;
         let inner = Rc::new(Inner {
             request,
             sink: Box::new(sink),
@@ -65,11 +67,17 @@ impl Connection {
             abort: RefCell::new(None),
         });
         let token = inner.request.token.clone();
-        match inner.request.transport {
-            Transport::Fetch => spawn_local(run_fetch(Rc::downgrade(&inner))),
-            Transport::EventSource if !token.is_empty() => spawn_local(open_with_ticket(Rc::downgrade(&inner))),
-            Transport::EventSource => open_native(&inner, &inner.request.url(&[]))?,
-            Transport::EventSourceToken => open_native(&inner, &inner.request.url(&[("token", &token)]))?,
+        match (inner.request.protocol, inner.request.transport) {
+            (_, Transport::Fetch) => spawn_local(run_fetch(Rc::downgrade(&inner))),
+            _ if inner.request.uses_ticket() => spawn_local(open_with_ticket(Rc::downgrade(&inner))),
+            // The browser's own reconnection sends `Last-Event-ID`, which Mercure reads first:
+            // unlike a `lastEventID=` this page could write, it holds the id the hub opened the
+            // stream with, so a panel that drops before its first update misses nothing.
+            (Protocol::Mercure, _) => open_native(&inner, &inner.request.url(&[("authorization", &token)]))?,
+            (Protocol::Tidings, Transport::EventSource) => open_native(&inner, &inner.request.url(&[]))?,
+            (Protocol::Tidings, Transport::EventSourceToken) => {
+                open_native(&inner, &inner.request.url(&[("token", &token)]))?
+            }
         }
         Ok(Connection { inner })
     }
@@ -132,8 +140,7 @@ fn open_native(inner: &Rc<Inner>, url: &str) -> Result<(), String> {
     add_listener(&mut native, "error", {
         move |_| {
             let Some(inner) = weak.upgrade() else { return };
-            let ticketed = inner.request.transport == Transport::EventSource && !inner.request.token.is_empty();
-            if ticketed {
+            if inner.request.uses_ticket() {
                 // The ticket is spent: the browser's own retry would be refused. Buy a new one.
                 source.close();
                 inner.emit(SourceEvent::Error { reconnecting: true, reason: None });
@@ -200,7 +207,8 @@ async fn open_with_ticket(weak: Weak<Inner>) {
 }
 
 /// The `fetch` transport: open, read and parse until the stream ends, then wait `retry` and
-/// reopen with `Last-Event-ID`, until the connection is dropped or the hub refuses for good.
+/// reopen with `Last-Event-ID` (Mercure: `lastEventID=`), until the connection is dropped or the
+/// hub refuses for good.
 async fn run_fetch(weak: Weak<Inner>) {
     loop {
         let Some(inner) = weak.upgrade() else { return };
@@ -241,16 +249,21 @@ async fn fetch_once(inner: &Inner) -> Result<u32, Refused> {
         let _ = headers.set("Authorization", &format!("Bearer {}", inner.request.token));
     }
     let last_id = inner.last_id.borrow().clone();
-    if !last_id.is_empty() {
-        let _ = headers.set("Last-Event-ID", &last_id);
-    }
+    let url = match inner.request.protocol {
+        Protocol::Tidings => {
+            if !last_id.is_empty() {
+                let _ = headers.set("Last-Event-ID", &last_id);
+            }
+            inner.request.url(&[])
+        }
+        Protocol::Mercure => inner.request.url(&[("lastEventID", &last_id)]),
+    };
     let abort = AbortController::new().map_err(|_| Refused::Finally("no AbortController".into()))?;
     let init = web_sys::RequestInit::new();
     init.set_method("GET");
     init.set_headers(&headers);
     init.set_signal(Some(&abort.signal()));
     inner.abort.replace(Some(abort));
-    let url = inner.request.url(&[]);
     let response = JsFuture::from(window.fetch_with_str_and_init(&url, &init))
         .await
         .map_err(|_| Refused::ForNow(None))?

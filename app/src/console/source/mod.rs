@@ -7,11 +7,56 @@ mod browser;
 
 use crate::event::{HubInfo, PublishAck, TopicStreams, UserConnections};
 
+/// The API a panel subscribes through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// `GET /stream-sse`: a user and/or topic selectors, with Tidings' tokens and tickets.
+    Tidings,
+    /// `GET /.well-known/mercure`: topic selectors alone, with a Mercure subscriber JWT (its
+    /// `mercure.subscribe` claim says which private updates come). Mercure has no users and no
+    /// tickets.
+    Mercure,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 2] = [Protocol::Tidings, Protocol::Mercure];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Protocol::Tidings => "tidings",
+            Protocol::Mercure => "mercure",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Protocol::Tidings => "Tidings",
+            Protocol::Mercure => "Mercure",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Protocol {
+        Protocol::ALL.into_iter().find(|p| p.key() == key).unwrap_or(Protocol::Tidings)
+    }
+
+    /// The transports this protocol can use: Mercure takes its token in `?authorization=` or the
+    /// header, so it has no ticket and no `?token=`.
+    pub fn transports(self) -> &'static [Transport] {
+        match self {
+            Protocol::Tidings => &Transport::ALL,
+            Protocol::Mercure => &[Transport::EventSource, Transport::Fetch],
+        }
+    }
+}
+
+/// The path of Mercure's subscribe endpoint on the hub.
+const MERCURE_PATH: &str = "/.well-known/mercure";
+
 /// How a panel reaches its stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
     /// A native `EventSource`; with a token, a one-time ticket goes in the URL, so no
-    /// long-lived token does.
+    /// long-lived token does (Mercure has no tickets: its JWT goes in `?authorization=`).
     EventSource,
     /// A native `EventSource` with `?token=` in the URL (leaks into logs and history; here for
     /// hubs that must accept it).
@@ -31,11 +76,14 @@ impl Transport {
         }
     }
 
-    pub fn label(self) -> &'static str {
-        match self {
-            Transport::EventSource => "EventSource (ticket)",
-            Transport::EventSourceToken => "EventSource (?token=)",
-            Transport::Fetch => "fetch (Authorization header)",
+    /// What this transport is called under `protocol`: a Mercure `EventSource` sends its token
+    /// in `?authorization=`, not through a ticket.
+    pub fn label(self, protocol: Protocol) -> &'static str {
+        match (self, protocol) {
+            (Transport::EventSource, Protocol::Tidings) => "EventSource (ticket)",
+            (Transport::EventSource, Protocol::Mercure) => "EventSource (?authorization=)",
+            (Transport::EventSourceToken, _) => "EventSource (?token=)",
+            (Transport::Fetch, _) => "fetch (Authorization header)",
         }
     }
 
@@ -48,11 +96,12 @@ impl Transport {
 #[cfg_attr(not(feature = "browser"), allow(dead_code))]
 #[derive(Clone, Debug)]
 pub struct StreamRequest {
-    /// Empty for a stream of topics alone (the URL then has no `user=`).
+    pub protocol: Protocol,
+    /// Empty for a stream of topics alone (the URL then has no `user=`); Mercure has no users.
     pub user: String,
     /// Topic selectors, each sent as a `topic=`; none leaves the URL as it was before topics.
     pub topics: Vec<String>,
-    /// A subscriber token, or empty on an open hub.
+    /// A subscriber token (Tidings' or a Mercure JWT), or empty on an open hub.
     pub token: String,
     pub transport: Transport,
 }
@@ -117,18 +166,42 @@ pub fn page_protocol() -> String {
 }
 
 impl StreamRequest {
+    /// Why this request cannot be opened, if it cannot: a Mercure subscription names at least
+    /// one topic (the hub would refuse it, and an `EventSource` cannot say why).
+    #[cfg_attr(not(feature = "browser"), allow(dead_code))]
+    pub fn check(&self) -> Result<(), String> {
+        if self.protocol == Protocol::Mercure && self.topics.is_empty() {
+            return Err("a Mercure subscription names at least one topic".into());
+        }
+        Ok(())
+    }
+
+    /// Whether the stream is opened with a one-time ticket bought with the token (Tidings'
+    /// `EventSource` with a token), and so must buy a new one to reconnect.
+    #[cfg_attr(not(feature = "browser"), allow(dead_code))]
+    pub fn uses_ticket(&self) -> bool {
+        self.protocol == Protocol::Tidings && self.transport == Transport::EventSource && !self.token.is_empty()
+    }
+
     /// This request's stream URL with `extra` query parameters (a credential, a last event id).
     #[cfg_attr(not(feature = "browser"), allow(dead_code))]
     pub fn url(&self, extra: &[(&str, &str)]) -> String {
         let topics = self.topics.iter().map(|topic| ("topic", topic.as_str()));
-        stream_url(std::iter::once(("user", self.user.as_str())).chain(topics).chain(extra.iter().copied()))
+        match self.protocol {
+            Protocol::Tidings => stream_url(
+                "/stream-sse",
+                std::iter::once(("user", self.user.as_str())).chain(topics).chain(extra.iter().copied()),
+            ),
+            Protocol::Mercure => stream_url(MERCURE_PATH, topics.chain(extra.iter().copied())),
+        }
     }
 }
 
-/// The stream URL with these query parameters in order, percent-encoded; empty values are left out.
+/// The URL of `path` on the hub with these query parameters in order, percent-encoded; empty
+/// values are left out.
 #[cfg_attr(not(feature = "browser"), allow(dead_code))]
-fn stream_url<'a>(params: impl Iterator<Item = (&'a str, &'a str)>) -> String {
-    let mut url = format!("{}/stream-sse?", hub_base());
+fn stream_url<'a>(path: &str, params: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut url = format!("{}{path}?", hub_base());
     let mut first = true;
     for (name, value) in params {
         if value.is_empty() {
@@ -288,6 +361,7 @@ mod tests {
 
     fn request(user: &str, topics: &[&str]) -> StreamRequest {
         StreamRequest {
+            protocol: Protocol::Tidings,
             user: user.to_owned(),
             topics: topics.iter().map(|t| t.to_string()).collect(),
             token: String::new(),
@@ -316,5 +390,44 @@ mod tests {
             "/stream-sse?topic=https%3A%2F%2Fshop.example%2Forders%2F%7Bid%7D&topic=a%26b%3Dc%20d"
         );
         assert_eq!(request("", &["é"]).url(&[]), "/stream-sse?topic=%C3%A9");
+    }
+
+    fn mercure(topics: &[&str], token: &str, transport: Transport) -> StreamRequest {
+        StreamRequest { protocol: Protocol::Mercure, token: token.to_owned(), transport, ..request("ann", topics) }
+    }
+
+    /// A Mercure URL is the subscribe endpoint with one `topic=` a selector and no `user=`; the
+    /// JWT and the resume point go in the parameters Mercure names.
+    #[test]
+    fn mercure_urls_name_topics_alone() {
+        let request = mercure(&["https://example.com/books/{id}", "*"], "a.b.c", Transport::EventSource);
+        assert_eq!(
+            request.url(&[("authorization", "a.b.c"), ("lastEventID", "urn:uuid:1")]),
+            "/.well-known/mercure?topic=https%3A%2F%2Fexample.com%2Fbooks%2F%7Bid%7D&topic=%2A\
+             &authorization=a.b.c&lastEventID=urn%3Auuid%3A1"
+        );
+    }
+
+    /// Mercure has no tickets, so a Mercure panel with a token never buys one; a Mercure
+    /// subscription without a topic is stopped before it reaches the hub.
+    #[test]
+    fn mercure_needs_topics_and_no_ticket() {
+        assert!(request("ann", &[]).check().is_ok());
+        assert!(StreamRequest { token: "t".into(), ..request("ann", &[]) }.uses_ticket());
+        assert!(!mercure(&["*"], "t", Transport::EventSource).uses_ticket());
+        assert!(mercure(&["*"], "", Transport::Fetch).check().is_ok());
+        assert_eq!(
+            mercure(&[], "t", Transport::Fetch).check().unwrap_err(),
+            "a Mercure subscription names at least one topic"
+        );
+    }
+
+    /// A Mercure panel offers only the transports Mercure can use, with the credential each sends.
+    #[test]
+    fn mercure_offers_no_ticket_and_no_token_parameter() {
+        let labels: Vec<_> = Protocol::Mercure.transports().iter().map(|t| t.label(Protocol::Mercure)).collect();
+        assert_eq!(labels, ["EventSource (?authorization=)", "fetch (Authorization header)"]);
+        assert_eq!(Protocol::from_key("mercure"), Protocol::Mercure);
+        assert_eq!(Protocol::from_key("other"), Protocol::Tidings);
     }
 }
