@@ -59,9 +59,6 @@ fn tidings_node(tidings: &Path, addr: SocketAddr, redis: Option<&str>, extra: &[
     command
         .args(["--addr", &addr.to_string(), "--tick-interval", "0", "--keep-alive", "0", "--stream-timeout", "0"])
         .args(["--max-connections-per-user", "100000", "--history", "100000"])
-        // The bench holds a few dozen request connections at most: the rest of the descriptor
-        // limit goes to streams, so the 19,000-stream idle run fits under this machine's 20,000.
-        .args(["--max-request-connections", "256"])
         .args(extra);
     if let Some(url) = redis {
         command.args(["--redis-url", url]);
