@@ -329,7 +329,7 @@ async fn accepted_per_sec(
     let publisher = |p: usize| {
         let (accepted, send) = (&accepted, &send);
         async move {
-            let mut conn = Conn::new(hub.addr);
+            let mut conn = Conn::new(hub.publish_addr(p));
             let mut round = 0;
             while started.elapsed() < window {
                 accepted.fetch_add(send(&mut conn, p, round).await as u64, Ordering::Relaxed);

@@ -171,6 +171,12 @@ impl Running {
         self.nodes[i % self.nodes.len()]
     }
 
+    /// Where publisher `p` publishes: publishers alternate between the nodes, as an
+    /// application's servers behind a load balancer would.
+    pub fn publish_addr(&self, p: usize) -> SocketAddr {
+        self.nodes[p % self.nodes.len()]
+    }
+
     /// The stream path for subscriber `i`.
     pub fn stream_path(&self, i: usize) -> String {
         match self.kind {

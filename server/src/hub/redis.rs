@@ -1,19 +1,25 @@
 //! The cluster store: every node shares one Redis. A publish is an `XADD` to one stream (with
-//! `MAXLEN` for retention), so its id is Redis's `<millis>-<seq>`, increasing cluster-wide; each
-//! node follows the stream with `XREAD` and delivers to its own connections, keeping the
+//! `MAXLEN ~` for retention), so its id is Redis's `<millis>-<seq>`, increasing cluster-wide;
+//! each node follows the stream with `XREAD` and delivers to its own connections, keeping the
 //! retained events in memory for exact replay. If Redis goes away, streams stay open, publishing
 //! answers 503, and the follower resumes after the last id it applied: nothing lost or doubled.
 //!
+//! - `entry`: an event as a stream entry, and Redis's answers as entries.
+//! - `writer`: the node's publishes, grouped into one transaction per round trip.
+//!
 //! redis-rs: the standard Rust Redis client, async on tokio, with a reconnecting manager.
 
+mod entry;
+mod writer;
+
 use super::log::{EventLog, Published};
-use super::{EventId, Hub, HubSettings, PublishAck, PublishRequest, StoreUnavailable};
+use super::{EventId, Hub, HubSettings, PublishRequest, StoreUnavailable};
 use futures::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::streams::{StreamRangeReply, StreamReadReply};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use writer::Writer;
 
 /// The Redis stream every node reads and writes.
 const STREAM_KEY: &str = "tidings:events";
@@ -25,36 +31,14 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 const RETRY: Duration = Duration::from_millis(250);
 
 pub(super) struct RedisStore {
-    writer: ConnectionManager,
+    writer: Writer,
     capacity: usize,
     /// Whether the follower last reached Redis.
     healthy: Arc<AtomicBool>,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreUnavailable {
-    StoreUnavailable(format!("the event store (Redis) is unavailable: {e}"))
-}
-
 fn io_error(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(format!("redis: {e}"))
-}
-
-/// A stream entry as an event, or `None` for one this hub did not write.
-fn decode(id: &str, fields: &std::collections::HashMap<String, redis::Value>) -> Option<(EventId, PublishRequest)> {
-    let id = id.parse().ok()?;
-    let text = |name: &str| fields.get(name).and_then(|v| redis::from_redis_value::<String>(v.clone()).ok());
-    let mut json = serde_json::json!({ "event": text("event")?, "data": text("data")? });
-    // An event for topics only has no `to`; one for users only, no `topic`; a public one with
-    // the hub's id and no `retry`, none of the last three.
-    for field in ["to", "topic", "private", "retry"] {
-        if let Some(value) = text(field) {
-            json[field] = serde_json::from_str::<serde_json::Value>(&value).ok()?;
-        }
-    }
-    if let Some(custom) = text("id") {
-        json["id"] = serde_json::Value::String(custom);
-    }
-    PublishRequest::from_stored(json.to_string().as_bytes()).ok().map(|request| (id, request))
 }
 
 /// Connects, loads the retained events, and starts following the stream.
@@ -80,11 +64,13 @@ pub(super) async fn open(settings: HubSettings, url: &str) -> std::io::Result<Hu
     // which would miss entries added between two reads.
     let last = events.last().map_or_else(|| "0-0".to_owned(), |(id, _)| id.to_string());
     let healthy = Arc::new(AtomicBool::new(true));
-    let store = RedisStore { writer, capacity, healthy: Arc::clone(&healthy) };
+    let (queue, waiting) = Writer::new();
+    let store = RedisStore { writer: queue, capacity, healthy: Arc::clone(&healthy) };
     let hub = Hub::with_log(settings, Arc::new(store), floor);
     let held = events.len();
     hub.restore(events);
     tracing::info!(events = held, "history loaded from Redis");
+    tokio::spawn(waiting.write(writer, hub.shutdown_token()));
     tokio::spawn(follow(hub.clone(), client, last, healthy));
     Ok(hub)
 }
@@ -100,14 +86,10 @@ async fn load(
     capacity: usize,
     max_bytes: usize,
 ) -> std::io::Result<(Vec<(EventId, PublishRequest)>, Option<EventId>)> {
-    let size = |value: &redis::Value| match value {
-        redis::Value::BulkString(bytes) => bytes.len(),
-        _ => 0,
-    };
     let (mut events, mut read, mut bytes, mut end) = (Vec::new(), 0, 0usize, "+".to_owned());
     while read < capacity {
         let count = LOAD_PAGE.min(capacity - read);
-        let page: StreamRangeReply = redis::cmd("XREVRANGE")
+        let page: redis::Value = redis::cmd("XREVRANGE")
             .arg(STREAM_KEY)
             .arg(&end)
             .arg("-")
@@ -116,17 +98,18 @@ async fn load(
             .query_async(writer)
             .await
             .map_err(io_error)?;
-        for entry in &page.ids {
-            bytes = bytes.saturating_add(entry.map.values().map(size).sum());
+        let page = entry::entries(page);
+        for entry in &page {
+            bytes = bytes.saturating_add(entry.size());
             if bytes > max_bytes {
                 events.reverse();
                 return Ok((events, entry.id.parse().ok()));
             }
-            events.extend(decode(&entry.id, &entry.map));
+            events.extend(entry.decode());
         }
-        read += page.ids.len();
-        match page.ids.last() {
-            Some(oldest) if page.ids.len() == count => end = format!("({}", oldest.id),
+        read += page.len();
+        match page.last() {
+            Some(oldest) if page.len() == count => end = format!("({}", oldest.id),
             _ => break,
         }
     }
@@ -135,30 +118,23 @@ async fn load(
 }
 
 impl EventLog for RedisStore {
+    /// Queued for this node's writer, which stores it with whatever else is waiting.
     fn publish<'a>(&'a self, _hub: &'a Hub, request: PublishRequest) -> BoxFuture<'a, Published> {
+        let append = entry::append(STREAM_KEY, self.capacity, &request);
         Box::pin(async move {
-            let mut writer = self.writer.clone();
-            let id: String = self.append(&request).query_async(&mut writer).await.map_err(unavailable)?;
             // Delivery, here as on every node, comes from following the stream.
-            Ok(PublishAck { id, connections: None })
+            let mut acks = self.writer.append(vec![append]).await?;
+            acks.pop().ok_or_else(|| StoreUnavailable("the event store (Redis) answered no id".into()))
         })
     }
 
-    /// Appends every request in one transaction: all are stored, in order, or none is.
+    /// All of the batch is stored, in order and in one transaction, or none is.
     fn publish_all<'a>(&'a self, _hub: &'a Hub, requests: Vec<PublishRequest>) -> BoxFuture<'a, Vec<Published>> {
-        let mut transaction = redis::pipe();
-        transaction.atomic();
-        for request in &requests {
-            transaction.add_command(self.append(request));
-        }
+        let appends = requests.iter().map(|request| entry::append(STREAM_KEY, self.capacity, request)).collect();
         Box::pin(async move {
-            let mut writer = self.writer.clone();
-            match transaction.query_async::<Vec<String>>(&mut writer).await {
-                Ok(ids) => ids.into_iter().map(|id| Ok(PublishAck { id, connections: None })).collect(),
-                Err(cause) => {
-                    let cause = unavailable(cause);
-                    requests.iter().map(|_| Err(StoreUnavailable(cause.0.clone()))).collect()
-                }
+            match self.writer.append(appends).await {
+                Ok(acks) => acks.into_iter().map(Ok).collect(),
+                Err(cause) => requests.iter().map(|_| Err(StoreUnavailable(cause.0.clone()))).collect(),
             }
         })
     }
@@ -174,31 +150,6 @@ impl EventLog for RedisStore {
     /// Nothing to wait for: Redis keeps what it acknowledged, and the follower ends at shutdown.
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(std::future::ready(()))
-    }
-}
-
-impl RedisStore {
-    /// `XADD` of one event, trimming the stream to the retention limit.
-    fn append(&self, request: &PublishRequest) -> redis::Cmd {
-        let mut command = redis::cmd("XADD");
-        command.arg(STREAM_KEY).arg("MAXLEN").arg(self.capacity.max(1)).arg("*");
-        if !request.to.is_nobody() {
-            command.arg("to").arg(request.to.to_json().to_string());
-        }
-        if !request.topics.is_empty() {
-            command.arg("topic").arg(app::event::topic::to_json(&request.topics).to_string());
-        }
-        if request.private {
-            command.arg("private").arg("true");
-        }
-        if let Some(custom) = &request.id {
-            command.arg("id").arg(custom.as_str());
-        }
-        if let Some(retry) = request.retry {
-            command.arg("retry").arg(retry);
-        }
-        command.arg("event").arg(request.event.as_str()).arg("data").arg(&request.data);
-        command
     }
 }
 
@@ -234,7 +185,7 @@ async fn follow(hub: Hub, client: redis::Client, mut last: String, healthy: Arc<
                 .arg("STREAMS")
                 .arg(STREAM_KEY)
                 .arg(&last);
-            let read = command.query_async::<Option<StreamReadReply>>(&mut conn);
+            let read = command.query_async::<redis::Value>(&mut conn);
             let reply = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 reply = read => reply,
@@ -244,12 +195,10 @@ async fn follow(hub: Hub, client: redis::Client, mut last: String, healthy: Arc<
                     if !healthy.swap(true, Ordering::Relaxed) {
                         tracing::info!("redis is back; resuming after {last}");
                     }
-                    let entries = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
-                    let mut events = Vec::new();
+                    let entries = entry::read_reply(reply);
+                    let mut events = Vec::with_capacity(entries.len());
                     for entry in entries {
-                        if let Some(event) = decode(&entry.id, &entry.map) {
-                            events.push(event);
-                        }
+                        events.extend(entry.decode());
                         last = entry.id;
                     }
                     hub.apply(events);
