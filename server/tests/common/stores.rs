@@ -78,6 +78,14 @@ impl RedisServer {
         conn.write_all(b"PING\r\n").await.is_ok() && conn.read_exact(&mut reply).await.is_ok() && &reply == b"+PONG\r\n"
     }
 
+    /// Kills the server with SIGKILL, as a crash would: only what it fsynced is kept.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Stops the server with SIGTERM (it flushes its append-only file) and waits for the exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
