@@ -209,6 +209,11 @@ impl Hub {
         events.into_iter().map(|(id, request)| self.count(core.apply(id, request, now_millis()))).collect()
     }
 
+    /// The newest id this node's history no longer holds (what a store may forget too).
+    fn history_floor(&self) -> EventId {
+        self.core().history_floor()
+    }
+
     /// Loads events a store kept from before this process started: history only, not counted
     /// as published.
     fn restore(&self, events: impl IntoIterator<Item = (EventId, PublishRequest)>) {

@@ -116,36 +116,42 @@ async fn replay_across_nodes() {
     b.stop().await;
 }
 
-/// A node started later loads the history page by page (1,000 entries a page), all of it in
-/// order; one started with a smaller `--history-bytes` loads only the newest entries that fit
-/// (2 of about 1 KB in 3,000 bytes): an id before them is a gap, the newest left unread exact.
+/// A node started later loads the history page by page (1,000 entries a page; a publish
+/// answered before the next is sent is an entry of its own, a batch one entry), all of it in
+/// order; one started with a smaller `--history-bytes` loads only the newest events that fit
+/// (2 of about 1 KB in 3,000 bytes, from the middle of a batch): an id before them is a gap,
+/// the newest left unread exact.
 #[tokio::test]
 async fn a_node_loads_only_what_its_history_keeps() {
     let redis = RedisServer::start().await;
     let a = start(&["--redis-url", &redis.url()]).await;
     let mut ids = Vec::new();
-    for batch in 0..3 {
-        let events: Vec<_> = (batch * 500..(batch + 1) * 500)
-            .map(|i| json!({"to": "amy", "data": if i < 1_490 { i.to_string() } else { format!("{i:0>1000}") }}))
+    for i in 0..1_000 {
+        ids.push(a.publish_id(json!({"to": "amy", "data": i.to_string()})).await);
+    }
+    for batch in 0..2 {
+        let events: Vec<_> = (batch * 250..(batch + 1) * 250)
+            .map(|i| json!({"to": "amy", "data": if i < 490 { i.to_string() } else { format!("{i:0>1000}") }}))
             .collect();
         let (status, answers) = a.publish(json!(events)).await;
         assert_eq!(status, 202);
         ids.extend(answers.as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_owned()));
     }
+    let n = ids.len();
     let whole = start(&["--redis-url", &redis.url()]).await;
     let mut all = whole.subscribe("user=amy", Some(&ids[0])).await.welcomed().await;
-    let replay: Vec<_> = all.take(1_499).await.into_iter().map(|e| e.id).collect();
+    let replay: Vec<_> = all.take(n - 1).await.into_iter().map(|e| e.id).collect();
     assert_eq!(replay, ids[1..]);
     whole.stop().await;
 
     let b = start(&["--redis-url", &redis.url(), "--history-bytes", "3000"]).await;
-    let mut amy = b.subscribe("user=amy", Some(&ids[1_496])).await.welcomed().await;
+    let mut amy = b.subscribe("user=amy", Some(&ids[n - 4])).await.welcomed().await;
     let gap: serde_json::Value = serde_json::from_str(&amy.next().await.data).unwrap();
-    assert_eq!(gap, json!({"lastEventId": ids[1_496], "earliest": ids[1_498]}));
+    assert_eq!(gap, json!({"lastEventId": ids[n - 4], "earliest": ids[n - 2]}));
     let kept: Vec<_> = amy.take(2).await.into_iter().map(|e| e.id).collect();
-    assert_eq!(kept, ids[1_498..]);
-    let mut exact = b.subscribe("user=amy", Some(&ids[1_497])).await.welcomed().await;
-    assert_eq!(exact.next().await.id, ids[1_498]);
+    assert_eq!(kept, ids[n - 2..]);
+    let mut exact = b.subscribe("user=amy", Some(&ids[n - 3])).await.welcomed().await;
+    assert_eq!(exact.next().await.id, ids[n - 2]);
     a.stop().await;
     b.stop().await;
 }

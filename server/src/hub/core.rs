@@ -174,6 +174,11 @@ impl Core {
         Some(delivery)
     }
 
+    /// The newest id the history no longer holds: everything after it is kept.
+    pub fn history_floor(&self) -> EventId {
+        self.history.floor()
+    }
+
     /// Whether the history holds an event with this publisher's id.
     #[cfg(test)]
     pub fn holds(&self, custom: &app::event::CustomId) -> bool {

@@ -32,7 +32,6 @@ const RETRY: Duration = Duration::from_millis(250);
 
 pub(super) struct RedisStore {
     writer: Writer,
-    capacity: usize,
     /// Whether the follower last reached Redis.
     healthy: Arc<AtomicBool>,
 }
@@ -65,12 +64,12 @@ pub(super) async fn open(settings: HubSettings, url: &str) -> std::io::Result<Hu
     let last = events.last().map_or_else(|| "0-0".to_owned(), |(id, _)| id.to_string());
     let healthy = Arc::new(AtomicBool::new(true));
     let (queue, waiting) = Writer::new();
-    let store = RedisStore { writer: queue, capacity, healthy: Arc::clone(&healthy) };
+    let store = RedisStore { writer: queue, healthy: Arc::clone(&healthy) };
     let hub = Hub::with_log(settings, Arc::new(store), floor);
     let held = events.len();
     hub.restore(events);
     tracing::info!(events = held, "history loaded from Redis");
-    tokio::spawn(waiting.write(writer, hub.shutdown_token()));
+    tokio::spawn(waiting.write(writer, STREAM_KEY, hub.clone()));
     tokio::spawn(follow(hub.clone(), client, last, healthy));
     Ok(hub)
 }
@@ -78,61 +77,66 @@ pub(super) async fn open(settings: HubSettings, url: &str) -> std::io::Result<Hu
 /// Entries read per `XREVRANGE` at start-up.
 const LOAD_PAGE: usize = 1000;
 
-/// The newest entries of the stream, oldest first: newest first, page by page, until `capacity`
-/// entries or `max_bytes` of their fields are read, so a start-up never holds more than the
-/// memory keeps. When the bytes stopped it, also the id of the newest entry left unread.
+/// The newest events of the stream, oldest first: read newest first, a page of entries at a
+/// time, until `capacity` events or `max_bytes` of events are read, so a start-up never holds
+/// more than the memory keeps. When it stopped short of the oldest event, also the id of the
+/// newest event left unread.
 async fn load(
     writer: &mut ConnectionManager,
     capacity: usize,
     max_bytes: usize,
 ) -> std::io::Result<(Vec<(EventId, PublishRequest)>, Option<EventId>)> {
-    let (mut events, mut read, mut bytes, mut end) = (Vec::new(), 0, 0usize, "+".to_owned());
-    while read < capacity {
-        let count = LOAD_PAGE.min(capacity - read);
+    // Newest first until the end, where they are turned around.
+    let (mut events, mut bytes, mut end) = (Vec::new(), 0usize, "+".to_owned());
+    let mut unread = None;
+    'pages: while events.len() < capacity {
         let page: redis::Value = redis::cmd("XREVRANGE")
             .arg(STREAM_KEY)
             .arg(&end)
             .arg("-")
             .arg("COUNT")
-            .arg(count)
+            .arg(LOAD_PAGE)
             .query_async(writer)
             .await
             .map_err(io_error)?;
         let page = entry::entries(page);
-        for entry in &page {
-            bytes = bytes.saturating_add(entry.size());
+        for event in page.iter().flat_map(|entry| entry.decode().into_iter().rev()) {
+            bytes = bytes.saturating_add(event.bytes);
             if bytes > max_bytes {
-                events.reverse();
-                return Ok((events, entry.id.parse().ok()));
+                unread = Some(event.id);
+                break 'pages;
             }
-            events.extend(entry.decode());
+            events.push((event.id, event.request));
         }
-        read += page.len();
         match page.last() {
-            Some(oldest) if page.len() == count => end = format!("({}", oldest.id),
+            Some(oldest) if page.len() == LOAD_PAGE => end = format!("({}", oldest.id),
             _ => break,
         }
     }
+    if events.len() > capacity {
+        unread = Some(events[capacity].0);
+        events.truncate(capacity);
+    }
     events.reverse();
-    Ok((events, None))
+    Ok((events, unread))
 }
 
 impl EventLog for RedisStore {
     /// Queued for this node's writer, which stores it with whatever else is waiting.
     fn publish<'a>(&'a self, _hub: &'a Hub, request: PublishRequest) -> BoxFuture<'a, Published> {
-        let append = entry::append(STREAM_KEY, self.capacity, &request);
+        let event = entry::encode(&request);
         Box::pin(async move {
             // Delivery, here as on every node, comes from following the stream.
-            let mut acks = self.writer.append(vec![append]).await?;
+            let mut acks = self.writer.append(vec![event]).await?;
             acks.pop().ok_or_else(|| StoreUnavailable("the event store (Redis) answered no id".into()))
         })
     }
 
     /// All of the batch is stored, in order and in one transaction, or none is.
     fn publish_all<'a>(&'a self, _hub: &'a Hub, requests: Vec<PublishRequest>) -> BoxFuture<'a, Vec<Published>> {
-        let appends = requests.iter().map(|request| entry::append(STREAM_KEY, self.capacity, request)).collect();
+        let events = requests.iter().map(entry::encode).collect();
         Box::pin(async move {
-            match self.writer.append(appends).await {
+            match self.writer.append(events).await {
                 Ok(acks) => acks.into_iter().map(Ok).collect(),
                 Err(cause) => requests.iter().map(|_| Err(StoreUnavailable(cause.0.clone()))).collect(),
             }
@@ -198,7 +202,7 @@ async fn follow(hub: Hub, client: redis::Client, mut last: String, healthy: Arc<
                     let entries = entry::read_reply(reply);
                     let mut events = Vec::with_capacity(entries.len());
                     for entry in entries {
-                        events.extend(entry.decode());
+                        events.extend(entry.decode().into_iter().map(|event| (event.id, event.request)));
                         last = entry.id;
                     }
                     hub.apply(events);

@@ -1,23 +1,58 @@
-//! One event as a Redis stream entry, and back.
+//! Events as Redis stream entries, and back.
 //!
-//! An entry holds the request as the stores keep it ([`PublishRequest::to_json`]) in one field,
-//! `request`, so a follower reads it with one JSON parse. Entries written before that kept each
-//! part in a field of its own (`to`, `topic`, `private`, `id`, `retry`, `event`, `data`); they
-//! are still read, so a cluster can be upgraded node by node.
+//! A node's writer stores a group of events as one entry: its field `events` holds them as a
+//! JSON array, each as the stores keep it ([`PublishRequest::to_json`]). The entry's id
+//! `<millis>-<seq>` is the first event's; the others follow it, `<millis>-<seq + 1>` and on, and
+//! the stream's last id is moved past them (`XSETID`), so the next entry's id is greater still.
+//! Ids stay Redis's, increasing cluster-wide, and a group costs Redis one append.
+//!
+//! Entries written one field per part (`to`, `topic`, `private`, `id`, `retry`, `event`,
+//! `data`), as nodes did before, are still read, so a cluster can be upgraded node by node.
 
 use super::super::{EventId, PublishRequest};
 use redis::Value;
+use serde_json::value::RawValue;
 
-/// The field of an entry that holds the request.
-const REQUEST: &str = "request";
+/// The field of an entry that holds its events.
+const EVENTS: &str = "events";
 
-/// `XADD key MAXLEN ~ capacity * request <json>`: Redis trims whole nodes of the stream, so it
-/// keeps at least `capacity` entries at little cost (an exact trim rewrites a node per append).
-pub(super) fn append(key: &str, capacity: usize, request: &PublishRequest) -> redis::Cmd {
-    let mut command = redis::cmd("XADD");
-    command.arg(key).arg("MAXLEN").arg("~").arg(capacity.max(1)).arg("*");
-    command.arg(REQUEST).arg(request.to_json().to_string());
+/// Appends a group of `count` events (`events`, a JSON array) and reserves their ids, at once:
+/// a script runs alone in Redis, so no other node's entry comes between the append and the
+/// move of the last id. Trimmed with `MINID ~`: entries older than what the node's history
+/// still holds go, whole nodes of the stream at a time, at little cost.
+const APPEND: &str = r"
+local id = redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[1], '*', 'events', ARGV[2])
+local count = tonumber(ARGV[3])
+if count > 1 then
+  local millis, seq = string.match(id, '^(%d+)-(%d+)$')
+  redis.call('XSETID', KEYS[1], millis .. '-' .. string.format('%d', tonumber(seq) + count - 1))
+end
+return id
+";
+
+/// The command appending `count` events, `events` being their JSON array, and dropping the
+/// entries before `kept` (the oldest id still wanted).
+pub(super) fn append(key: &str, kept: EventId, events: &str, count: usize) -> redis::Cmd {
+    let mut command = redis::cmd("EVAL");
+    command.arg(APPEND).arg(1).arg(key).arg(kept.to_string()).arg(events).arg(count);
     command
+}
+
+/// One event as it goes into an entry's array.
+pub(super) fn encode(request: &PublishRequest) -> String {
+    request.to_json().to_string()
+}
+
+/// The ids of a group whose entry Redis gave `first`: `count` of them, one after another.
+pub(super) fn ids(first: EventId, count: usize) -> impl Iterator<Item = EventId> {
+    (0..count as u64).map(move |n| EventId { millis: first.millis, seq: first.seq + n })
+}
+
+/// One event read from an entry.
+pub(super) struct Decoded {
+    pub id: EventId,
+    pub request: PublishRequest,
+    pub bytes: usize,
 }
 
 /// An entry's id and its fields, as `XREAD` and `XREVRANGE` answer them.
@@ -32,13 +67,22 @@ impl Entry {
         self.fields.iter().skip(1).step_by(2).map(|v| if let Value::BulkString(b) = v { b.len() } else { 0 }).sum()
     }
 
-    /// The entry as an event, or `None` for one this hub did not write.
-    pub fn decode(&self) -> Option<(EventId, PublishRequest)> {
-        let id = self.id.parse().ok()?;
-        if let Some(json) = self.field(REQUEST) {
-            return PublishRequest::from_stored(json).ok().map(|request| (id, request));
+    /// The entry's events with their ids and sizes (the bytes of their JSON, which the
+    /// history's byte bound counts); none for an entry this hub did not write.
+    pub fn decode(&self) -> Vec<Decoded> {
+        let Ok(first) = self.id.parse::<EventId>() else { return Vec::new() };
+        if let Some(json) = self.field(EVENTS) {
+            let Ok(events) = serde_json::from_slice::<Vec<&RawValue>>(json) else { return Vec::new() };
+            return ids(first, events.len())
+                .zip(events)
+                .filter_map(|(id, raw)| {
+                    let request = PublishRequest::from_stored(raw.get().as_bytes()).ok()?;
+                    Some(Decoded { id, request, bytes: raw.get().len() })
+                })
+                .collect();
         }
-        self.decode_fields().map(|request| (id, request))
+        let bytes = self.size();
+        self.decode_fields().map(|request| vec![Decoded { id: first, request, bytes }]).unwrap_or_default()
     }
 
     fn field(&self, name: &str) -> Option<&[u8]> {
@@ -117,25 +161,27 @@ mod tests {
         Value::Array(vec![bulk(id), Value::Array(fields)])
     }
 
-    /// What a node appends is what every follower reads back: users, topics, privacy, a custom
-    /// id and a retry survive the trip through one entry.
+    /// A group read back is the events that were appended, with consecutive ids from the
+    /// entry's: users, topics, privacy, a custom id and a retry survive the trip.
     #[test]
-    fn an_event_survives_the_round_trip() {
-        let body = r#"{"to": ["amy", "bo"], "topic": ["orders/42"], "event": "update", "data": {"n": 1},
-                       "private": true, "id": "urn:x", "retry": 5000}"#;
-        let request = PublishRequest::parse(body).unwrap();
-        let command = append("k", 10, &request);
-        let args: Vec<Vec<u8>> = command
-            .args_iter()
-            .map(|arg| if let redis::Arg::Simple(bytes) = arg { bytes.to_vec() } else { Vec::new() })
-            .collect();
-        assert_eq!(&args[..6], [&b"XADD"[..], b"k", b"MAXLEN", b"~", b"10", b"*"].map(<[u8]>::to_vec));
-        let fields: Vec<(&str, &str)> = vec![(REQUEST, std::str::from_utf8(&args[7]).unwrap())];
-        let reply = Value::Array(vec![Value::Array(vec![bulk("k"), Value::Array(vec![entry("7-3", &fields)])])]);
+    fn a_group_survives_the_round_trip() {
+        let bodies = [
+            r#"{"to": ["amy", "bo"], "topic": ["orders/42"], "event": "update", "data": {"n": 1},
+                "private": true, "id": "urn:x", "retry": 5000}"#,
+            r#"{"topic": "a/b", "data": "plain"}"#,
+        ];
+        let requests: Vec<PublishRequest> = bodies.iter().map(|b| PublishRequest::parse(b).unwrap()).collect();
+        let events = format!("[{}]", requests.iter().map(encode).collect::<Vec<_>>().join(","));
+        let reply =
+            Value::Array(vec![Value::Array(vec![bulk("k"), Value::Array(vec![entry("7-3", &[(EVENTS, &events)])])])]);
         let read = read_reply(reply);
-        let (id, back) = read[0].decode().unwrap();
-        assert_eq!(id, EventId { millis: 7, seq: 3 });
-        assert_eq!(back.to_json(), request.to_json());
+        let back = read[0].decode();
+        let ids: Vec<EventId> = back.iter().map(|e| e.id).collect();
+        assert_eq!(ids, [EventId { millis: 7, seq: 3 }, EventId { millis: 7, seq: 4 }]);
+        for (got, sent) in back.iter().zip(&requests) {
+            assert_eq!(got.request.to_json(), sent.to_json());
+            assert_eq!(got.bytes, encode(sent).len());
+        }
     }
 
     /// An entry written one field per part, as nodes did before, reads as the same event; one
@@ -145,11 +191,11 @@ mod tests {
         let old = entry("5-0", &[("to", r#"["amy"]"#), ("topic", r#"["a/b"]"#), ("event", "tick"), ("data", "x")]);
         let foreign = entry("6-0", &[("hello", "world")]);
         let read = entries(Value::Array(vec![old, foreign]));
-        let (id, request) = read[0].decode().unwrap();
-        assert_eq!(id, EventId { millis: 5, seq: 0 });
+        let events = read[0].decode();
+        assert_eq!(events[0].id, EventId { millis: 5, seq: 0 });
         let expected = PublishRequest::parse(r#"{"to": ["amy"], "topic": ["a/b"], "event": "tick", "data": "x"}"#);
-        assert_eq!(request.to_json(), expected.unwrap().to_json());
-        assert!(read[1].decode().is_none());
-        assert_eq!(read[0].size(), r#"["amy"]"#.len() + r#"["a/b"]"#.len() + "tick".len() + 1);
+        assert_eq!(events[0].request.to_json(), expected.unwrap().to_json());
+        assert_eq!(events[0].bytes, r#"["amy"]"#.len() + r#"["a/b"]"#.len() + "tick".len() + 1);
+        assert!(read[1].decode().is_empty());
     }
 }
