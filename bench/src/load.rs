@@ -50,7 +50,7 @@ fn source_address(k: usize) -> Ipv4Addr {
 }
 
 /// Connects in flight at once.
-const CONNECTS_IN_FLIGHT: usize = 256;
+pub const CONNECTS_IN_FLIGHT: usize = 256;
 
 pub fn now_nanos() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
@@ -91,13 +91,15 @@ pub async fn open(
     header: Option<&str>,
     deadline: Duration,
 ) -> (Streams, Duration) {
-    open_into(Arc::new(Tally::default()), sources, server, n, path, header, deadline).await
+    open_into(Arc::new(Tally::default()), CONNECTS_IN_FLIGHT, sources, server, n, path, header, deadline).await
 }
 
 /// [`open`], counting into `tally` (made beforehand, so a `goal` is in place before the first
-/// event arrives).
+/// event arrives), with `in_flight` connects at once.
+#[allow(clippy::too_many_arguments)] // `open`'s, and the two it leaves to its default
 pub async fn open_into(
     tally: Arc<Tally>,
+    in_flight: usize,
     sources: &Sources,
     server: impl Fn(usize) -> SocketAddr,
     n: usize,
@@ -106,7 +108,7 @@ pub async fn open_into(
     deadline: Duration,
 ) -> (Streams, Duration) {
     let extra = header.map_or_else(String::new, |h| format!("{h}\r\n"));
-    let gate = Arc::new(Semaphore::new(CONNECTS_IN_FLIGHT));
+    let gate = Arc::new(Semaphore::new(in_flight.max(1)));
     // Fresh source addresses for every call: the last call's ports sit in TIME_WAIT.
     let first_source = sources.take(n.div_ceil(STREAMS_PER_SOURCE));
     let mut tasks = JoinSet::new();

@@ -78,11 +78,16 @@ fn measured_node_args() -> Vec<String> {
     vec!["--max-request-connections".into(), "256".into()]
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    // A holder of the scale scenario's streams runs on a runtime of its own.
     if std::env::args().nth(1).as_deref() == Some(scale::HOLD) {
-        return scale::hold().await;
+        return scale::hold();
     }
+    coordinate()
+}
+
+#[tokio::main]
+async fn coordinate() -> std::process::ExitCode {
     let args = Args::parse();
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let root = std::env::current_dir().unwrap_or_default();

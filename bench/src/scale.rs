@@ -52,6 +52,11 @@ pub struct Options {
     /// Hubs in the scale scenario: tidings, nchan.
     #[arg(long, value_delimiter = ',', default_value = "tidings,nchan")]
     pub scale_hubs: Vec<String>,
+    /// Worker threads of each cluster node (`TOKIO_WORKER_THREADS`; 0: the runtime's default,
+    /// one per core). One: six nodes on two cores, as nginx runs one thread per worker; with
+    /// two each, a broadcast's p99 at 100,000 streams was 2.3-2.9 s against 1.2-1.4 s.
+    #[arg(long, default_value_t = 1)]
+    pub scale_node_threads: usize,
     /// Where to write the scale chart (SVG), when the report goes to a file.
     #[arg(long, default_value = "docs/bench-scale.svg")]
     pub scale_chart: std::path::PathBuf,
@@ -81,6 +86,12 @@ pub enum Metric {
     /// All the hub's memory, its fixed cost included, per stream (KB).
     KbTotal,
     RedisMb,
+    /// CPU that processes outside this run took during the broadcast rounds, in % of the
+    /// machine's cores.
+    OtherCpuPct,
+    /// CPU per broadcast round: the hub's processes (Redis included), and the holders' (ms).
+    HubCpuMs,
+    HoldersCpuMs,
     P50Ms,
     P99Ms,
     DeliveredPct,
@@ -105,6 +116,7 @@ pub struct Outcome {
     single_max: usize,
     /// Where the chart goes, as the report links it.
     chart_path: String,
+    node_threads: usize,
     pub healthy: bool,
 }
 
@@ -143,6 +155,7 @@ pub async fn run(options: &Options, tidings: &Path, root: &Path, sources: &Sourc
         reps: options.scale_reps,
         single_max: options.scale_single_max,
         chart_path: options.scale_chart.display().to_string(),
+        node_threads: options.scale_node_threads,
         healthy: true,
         ..Outcome::default()
     };
@@ -158,7 +171,7 @@ pub async fn run(options: &Options, tidings: &Path, root: &Path, sources: &Sourc
             for &flavour in &flavours {
                 let processes = if n > options.scale_single_max { options.scale_nodes.max(1) } else { 1 };
                 let started = match flavour {
-                    Flavour::Tidings => hubs::tidings(tidings, port, processes, n).await,
+                    Flavour::Tidings => hubs::tidings(tidings, port, processes, n, options.scale_node_threads).await,
                     Flavour::Nchan => hubs::nchan(root, port, processes).await,
                 };
                 port += 20;
@@ -229,6 +242,13 @@ async fn size(
     // Broadcast rounds, each published to the next node.
     let mut latencies = BTreeMap::<u64, u64>::new();
     let mut delivered = 0;
+    // CPU over the rounds: the hub's (Redis included), the holders', and everyone else's.
+    let mut hub_pids = hub.pids();
+    hub_pids.extend(hub.redis_pid());
+    let holder_pids: Vec<u32> = holders.all.iter().filter_map(|h| h.child.id()).collect();
+    let cpu =
+        || (load::cpu_seconds(&hub_pids), load::cpu_seconds(&holder_pids), load::cpu_seconds(&[std::process::id()]));
+    let (cpu_before, busy_before, rounds_started) = (cpu(), busy_seconds(), Instant::now());
     for round in 0..ROUNDS {
         holders.ask(|_, _| "arm".into()).await?;
         let mut conn = Conn::new(hub.nodes[round % hub.nodes.len()]);
@@ -246,6 +266,14 @@ async fn size(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let (cpu_after, busy) = (cpu(), busy_seconds() - busy_before);
+    let per_round = |before: f64, after: f64| (after - before) * 1000.0 / ROUNDS as f64;
+    outcome.add(flavour, n, Metric::HubCpuMs, per_round(cpu_before.0, cpu_after.0));
+    outcome.add(flavour, n, Metric::HoldersCpuMs, per_round(cpu_before.1, cpu_after.1));
+    let ours = (cpu_after.0 - cpu_before.0) + (cpu_after.1 - cpu_before.1) + (cpu_after.2 - cpu_before.2);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let other = 100.0 * (busy - ours) / rounds_started.elapsed().as_secs_f64() / cores;
+    outcome.add(flavour, n, Metric::OtherCpuPct, other.clamp(0.0, 100.0));
     let expected = (opened * ROUNDS) as u64;
     if delivered != expected {
         outcome.note(format!("{} at {n}: broadcasts delivered {delivered} of {expected} events", hub.label()));
@@ -270,6 +298,15 @@ async fn size(
     }
     holders.close().await;
     Ok(ok)
+}
+
+/// CPU time (seconds) every process on the machine has spent so far, from /proc/stat.
+fn busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu = stat.lines().next().unwrap_or("");
+    // user, nice, system, (idle, iowait), irq, softirq, steal
+    let ticks: Vec<f64> = cpu.split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
+    [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| ticks.get(i)).sum::<f64>() / 100.0
 }
 
 /// Single-user publishes from [`UNICAST_PUBLISHERS`] publishers spread over the nodes for
@@ -333,10 +370,16 @@ async fn storm(
     let mut accepted = 0;
     for (k, first) in (0..n).step_by(1000).enumerate() {
         let node = k % conns.len();
-        accepted += hub.publish_batch(&mut conns[node], first..(first + 1000).min(n)).await;
+        match hub.publish_batch(&mut conns[node], first..(first + 1000).min(n)).await {
+            Ok(count) => accepted += count,
+            Err(why) => outcome.note(format!("{label} at {n}: storm: a batch was refused: {why}")),
+        }
     }
     for _ in 0..STORM_BROADCASTS {
-        accepted += usize::from(hub.publish(&mut conn, None, &format!(r#"{{"t":{}}}"#, now_nanos())).await.is_some());
+        match hub.try_publish(&mut conn, None, &format!(r#"{{"t":{}}}"#, now_nanos())).await {
+            Ok(_) => accepted += 1,
+            Err(why) => outcome.note(format!("{label} at {n}: storm: a broadcast was refused: {why}")),
+        }
     }
     let missed = n + STORM_BROADCASTS as usize;
     if accepted < missed {
@@ -438,12 +481,13 @@ impl Holders {
             .collect();
         let path = hub.stream_path();
         let started = Instant::now();
+        // As many connects in flight per hub process as the rest of the bench has, so a single
+        // node at its request-connection cap is not flooded.
+        let in_flight = load::CONNECTS_IN_FLIGHT * hub.processes.max(1) / self.all.len().max(1);
         let answers = self
             .ask(|k, h| {
-                format!(
-                    "open {} {} {} {shift} {goal} {last_event_id} {path} {nodes}",
-                    firsts[k].0, h.first_user, h.count
-                )
+                let (source, first, count) = (firsts[k].0, h.first_user, h.count);
+                format!("open {source} {first} {count} {shift} {goal} {last_event_id} {path} {nodes} {in_flight}")
             })
             .await?;
         Ok((firsts.iter().map(|f| f.1).sum(), answers, started.elapsed()))

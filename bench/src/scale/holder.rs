@@ -2,10 +2,11 @@
 //! one process may hold at most this machine's descriptor limit (20,000) of them. It answers
 //! the coordinator over stdin and stdout, one command and one answer a line:
 //!
-//! - `open <source> <first user> <count> <shift> <goal> <last-event-id or -> <path> <nodes>`
-//!   → `opened <opened> <failed>`: user `first user + k` streams from `<path><user>` on node
-//!   `(user + shift) % nodes` (comma-separated), from loopback sources numbered from `<source>`;
-//!   with a goal, `done` waits until each stream has seen that many events.
+//! - `open <source> <first user> <count> <shift> <goal> <last-event-id or -> <path> <nodes>
+//!   <in flight>` → `opened <opened> <failed>`: user `first user + k` streams from
+//!   `<path><user>` on node `(user + shift) % nodes` (comma-separated), from loopback sources
+//!   numbered from `<source>`, `<in flight>` connects at once; with a goal, `done` waits until
+//!   each stream has seen that many events.
 //! - `arm` → `armed`: latencies are recorded from now.
 //! - `wait <events per stream> <timeout ms>` → `got <events since arm> <bucket>:<count> ...`,
 //!   latencies in buckets of [`BUCKET_NANOS`].
@@ -39,8 +40,20 @@ struct Held {
     opened_at: Option<Instant>,
 }
 
-/// Serves commands until standard input ends.
-pub async fn serve() -> std::process::ExitCode {
+/// Serves commands until standard input ends, on one thread: six holders and six nodes share
+/// two cores here, and a runtime of one thread per holder spends none of them on work stealing
+/// or on a contended lock per event.
+pub fn serve() -> std::process::ExitCode {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(serve_lines()),
+        Err(e) => {
+            eprintln!("holder: no runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve_lines() -> std::process::ExitCode {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut out = tokio::io::stdout();
@@ -83,6 +96,7 @@ async fn answer(held: &mut Held, words: &[&str]) -> Result<String, String> {
             let path = words.get(7).ok_or("no path")?.to_string();
             let nodes: Vec<SocketAddr> =
                 words.get(8).ok_or("no nodes")?.split(',').filter_map(|a| a.parse().ok()).collect();
+            let in_flight = number::<usize>(words, 9)?;
             if nodes.is_empty() {
                 return Err("no nodes".into());
             }
@@ -91,6 +105,7 @@ async fn answer(held: &mut Held, words: &[&str]) -> Result<String, String> {
             let node = |k: usize| nodes[(first + k + shift) % nodes.len()];
             let (streams, _) = load::open_into(
                 Arc::clone(&tally),
+                in_flight,
                 &Sources::starting_at(source),
                 node,
                 count,

@@ -30,6 +30,8 @@ pub struct Hub {
     pub shape: String,
     /// Where streams and publishes go, in turn.
     pub nodes: Vec<SocketAddr>,
+    /// Processes holding streams: nodes, or nginx's workers.
+    pub processes: usize,
     /// The hub's processes, nodes first; nginx's workers are the master's children.
     children: Vec<Child>,
     redis: Option<Child>,
@@ -42,23 +44,35 @@ fn history(streams: usize) -> usize {
 }
 
 /// A Tidings node on `addr`: no ticks, keep-alives or stream timeout (they would count as
-/// events or end streams), room for the storm's events, and the measured nodes' flags.
-fn node(tidings: &Path, addr: SocketAddr, redis: Option<&str>, streams: usize) -> std::io::Result<Child> {
+/// events or end streams) and room for the storm's events. A node alone takes the measured
+/// nodes' flags (few request connections, so 19,000 streams fit its descriptors); a cluster's
+/// node holds a sixth of 100,000 and keeps the default (1,024 request connections here), so a
+/// reconnect storm's connects are not closed at the cap before their requests are read.
+fn node(
+    tidings: &Path,
+    addr: SocketAddr,
+    redis: Option<&str>,
+    streams: usize,
+    threads: usize,
+) -> std::io::Result<Child> {
     let mut command = Command::new(tidings);
     command
         .args(["--addr", &addr.to_string(), "--tick-interval", "0", "--keep-alive", "0", "--stream-timeout", "0"])
         .args(["--max-connections-per-user", "100000", "--history", &history(streams).to_string()])
-        .args(["--history-bytes", &(512 * 1024 * 1024).to_string()])
-        .args(crate::measured_node_args());
-    if let Some(url) = redis {
-        command.args(["--redis-url", url]);
+        .args(["--history-bytes", &(512 * 1024 * 1024).to_string()]);
+    match redis {
+        Some(url) => command.args(["--redis-url", url]),
+        None => command.args(crate::measured_node_args()),
+    };
+    if threads > 0 && redis.is_some() {
+        command.env("TOKIO_WORKER_THREADS", threads.to_string());
     }
     command.env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null()).kill_on_drop(true).spawn()
 }
 
 /// Tidings on `port` (and the `nodes - 1` ports after it); more than one node share a
-/// `redis-server` on `port + 9`.
-pub async fn tidings(tidings: &Path, port: u16, nodes: usize, streams: usize) -> std::io::Result<Hub> {
+/// `redis-server` on `port + 9`, and run `threads` worker threads each (0: one per core).
+pub async fn tidings(tidings: &Path, port: u16, nodes: usize, streams: usize, threads: usize) -> std::io::Result<Hub> {
     let addrs: Vec<SocketAddr> = (0..nodes as u16).map(|k| SocketAddr::from(([127, 0, 0, 1], port + k))).collect();
     let (mut redis, mut prefix, mut url) = (None, None, None);
     if nodes > 1 {
@@ -86,10 +100,10 @@ pub async fn tidings(tidings: &Path, port: u16, nodes: usize, streams: usize) ->
     }
     let mut children = Vec::new();
     for &addr in &addrs {
-        children.push(node(tidings, addr, url.as_deref(), streams)?);
+        children.push(node(tidings, addr, url.as_deref(), streams, threads)?);
     }
     let shape = if nodes > 1 { format!("{nodes} nodes on Redis") } else { "1 node".to_owned() };
-    let hub = Hub { flavour: Flavour::Tidings, shape, nodes: addrs, children, redis, prefix };
+    let hub = Hub { flavour: Flavour::Tidings, shape, nodes: addrs, processes: nodes, children, redis, prefix };
     hub.wait_until_up().await?;
     Ok(hub)
 }
@@ -129,6 +143,7 @@ pub async fn nchan(root: &Path, port: u16, workers: usize) -> std::io::Result<Hu
         flavour: Flavour::Nchan,
         shape,
         nodes: vec![addr],
+        processes: workers,
         children: vec![child],
         redis: None,
         prefix: Some(dir),
@@ -182,6 +197,11 @@ impl Hub {
     /// Publishes `data` to user `to` (`None`: everyone) through `conn`; returns the event's id
     /// (Tidings) or an empty string (nchan), or `None` when it was not accepted.
     pub async fn publish(&self, conn: &mut Conn, to: Option<usize>, data: &str) -> Option<String> {
+        self.try_publish(conn, to, data).await.ok()
+    }
+
+    /// [`Hub::publish`], saying why a publish was not accepted.
+    pub async fn try_publish(&self, conn: &mut Conn, to: Option<usize>, data: &str) -> Result<String, String> {
         let (path, body) = match self.flavour {
             Flavour::Tidings => {
                 let to = to.map_or_else(|| "*".to_owned(), |i| format!("u{i}"));
@@ -192,25 +212,29 @@ impl Hub {
                 (format!("/pub/{channel}"), data.to_owned())
             }
         };
-        let (status, answer) = conn.post(&path, "application/json", body.as_bytes()).await.ok()?;
+        let (status, answer) =
+            conn.post(&path, "application/json", body.as_bytes()).await.map_err(|e| e.to_string())?;
         if !(200..300).contains(&status) {
-            return None;
+            return Err(format!("{status}: {}", String::from_utf8_lossy(&answer[..answer.len().min(200)])));
         }
         let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
-        Some(answer["id"].as_str().unwrap_or_default().to_owned())
+        Ok(answer["id"].as_str().unwrap_or_default().to_owned())
     }
 
     /// One event (`{"t": <now>}`) to each of `users`, in one request (Tidings only); returns
-    /// how many were accepted.
-    pub async fn publish_batch(&self, conn: &mut Conn, users: std::ops::Range<usize>) -> usize {
+    /// how many were accepted, or why none was.
+    pub async fn publish_batch(&self, conn: &mut Conn, users: std::ops::Range<usize>) -> Result<usize, String> {
         let events: Vec<String> =
             users.map(|i| format!(r#"{{"to":"u{i}","data":{{"t":{}}}}}"#, crate::load::now_nanos())).collect();
         let body = format!("[{}]", events.join(","));
         match conn.post("/api/events", "application/json", body.as_bytes()).await {
             Ok((status, answer)) if (200..300).contains(&status) => {
-                answer.windows(5).filter(|w| w == b"\"id\":").count()
+                Ok(answer.windows(5).filter(|w| w == b"\"id\":").count())
             }
-            _ => 0,
+            Ok((status, answer)) => {
+                Err(format!("{status}: {}", String::from_utf8_lossy(&answer[..answer.len().min(200)])))
+            }
+            Err(e) => Err(e.to_string()),
         }
     }
 

@@ -55,7 +55,17 @@ pub fn markdown(outcome: &Outcome) -> String {
         crate::report::machine(),
         grouped(limit as usize),
         grouped(outcome.single_max),
-        cluster.map_or_else(|| "the same".to_owned(), |(_, shape)| format!("Tidings runs as {shape} (one `redis-server`)")),
+        cluster.map_or_else(
+            || "the same".to_owned(),
+            |(_, shape)| {
+                let threads = match outcome.node_threads {
+                    0 => "a worker thread per core".to_owned(),
+                    1 => "one worker thread (`TOKIO_WORKER_THREADS=1`)".to_owned(),
+                    k => format!("{k} worker threads (`TOKIO_WORKER_THREADS={k}`)"),
+                };
+                format!("Tidings runs as {shape} (one `redis-server`), each node with {threads},")
+            }
+        ),
         if outcome.reps == 1 { "One run".to_owned() } else { format!("Medians of {} runs", outcome.reps) },
     );
     let _ = writeln!(
@@ -73,9 +83,9 @@ pub fn markdown(outcome: &Outcome) -> String {
     }
     let _ = writeln!(
         out,
-        "\n| hub | streams | holders | connect (s) | connects/s | memory per stream: added / with fixed cost (KB) | broadcast p50 (ms) | broadcast p99 (ms) | broadcast events delivered (%) |"
+        "\n| hub | streams | holders | connect (s) | connects/s | memory per stream: added / with fixed cost (KB) | broadcast p50 (ms) | broadcast p99 (ms) | broadcast events delivered (%) | CPU per broadcast: hub / load generator (ms) | other load meanwhile (% of the cores) |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
     let cell = |f: Flavour, n: usize, m: Metric, digits: usize| {
         outcome.median(f, n, m).map_or_else(|| "—".to_owned(), |v| format!("{v:.digits$}"))
     };
@@ -84,7 +94,7 @@ pub fn markdown(outcome: &Outcome) -> String {
             let Some(shape) = outcome.shapes.get(&(f, n)) else { continue };
             let _ = writeln!(
                 out,
-                "| {}, {shape} | {} | {} | {} | {} | {} / {} | {} | {} | {} |",
+                "| {}, {shape} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} / {} | {} |",
                 f.name(),
                 grouped(n),
                 outcome.holders.get(&n).map_or(0, |h| h.0),
@@ -95,6 +105,9 @@ pub fn markdown(outcome: &Outcome) -> String {
                 cell(f, n, Metric::P50Ms, 1),
                 cell(f, n, Metric::P99Ms, 1),
                 cell(f, n, Metric::DeliveredPct, 2),
+                cell(f, n, Metric::HubCpuMs, 0),
+                cell(f, n, Metric::HoldersCpuMs, 0),
+                cell(f, n, Metric::OtherCpuPct, 0),
             );
         }
     }
