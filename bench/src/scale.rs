@@ -375,6 +375,8 @@ async fn storm(
             Err(why) => outcome.note(format!("{label} at {n}: storm: a batch was refused: {why}")),
         }
     }
+    // A fresh connection: the hub closes one left idle past its header timeout (10 s).
+    let mut conn = Conn::new(hub.nodes[0]);
     for _ in 0..STORM_BROADCASTS {
         match hub.try_publish(&mut conn, None, &format!(r#"{{"t":{}}}"#, now_nanos())).await {
             Ok(_) => accepted += 1,
