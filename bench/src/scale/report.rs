@@ -275,7 +275,7 @@ pub fn chart(outcome: &Outcome) -> String {
             svg,
             r#"<text x="{:.1}" y="{:.1}" fill="{colour}">{} (p50 solid, p99 dashed)</text>"#,
             pad + 10.0,
-            top + 14.0 + 16.0 * i as f64,
+            top + 34.0 + 16.0 * i as f64,
             f.name()
         );
     }
