@@ -23,7 +23,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := chromium openssl systemd redis-server php-cli php-symfony-mercure php-symfony-http-client
 
 .PHONY: help setup setup-rust setup-cargo-leptos setup-wasm-bindgen setup-trunk setup-npm setup-apt \
-        run test lint unit release dist e2e deploy-check bench bench-smoke bench-soak setup-bench clean
+        run test lint unit release dist e2e deploy-check bench bench-smoke bench-soak bench-scale setup-bench clean
 
 help:
 	@echo "make run      install what is missing, then serve the console at http://127.0.0.1:8080 (cargo leptos watch)"
@@ -32,6 +32,7 @@ help:
 	@echo "make dist     build the client-only console with Trunk into dist/"
 	@echo "make bench    benchmark against nginx + nchan, then the soak; writes BENCHMARKS.md (not part of make test)"
 	@echo "make bench-soak  only the soak: 2,000 hostile connections for 60 s; prints its tables"
+	@echo "make bench-scale only the scale scenario, 1,000 to 100,000 streams; replaces its section of BENCHMARKS.md"
 
 ## ---------------------------------------------------------------- set-up (idempotent)
 
@@ -128,21 +129,33 @@ setup-bench:
 # The soak: hostile and broken connections of every kind held against a fresh Tidings.
 SOAK := --soak-seconds 60 --soak-connections 2000
 
-# Tidings against nginx + nchan, interleaved, three repetitions, then the soak: writes
-# BENCHMARKS.md and the chart.
+# The scale scenario (issue #14): one hub process up to 19,000 streams, then a cluster of six
+# Tidings nodes on one redis-server against nginx + nchan with six workers, up to 100,000.
+SCALE := --scale 1000,10000,19000,50000,100000 --scale-reps 3
+
+# Tidings against nginx + nchan, interleaved, three repetitions, then the soak and the scale
+# scenario: writes BENCHMARKS.md and the charts.
 bench: release setup-bench
 	cargo build --locked --release -p bench
-	target/release/tidings-bench --subscribers 10000 --reps 3 --targets tidings,cluster,mercure,nchan,baseline $(SOAK)
+	target/release/tidings-bench --subscribers 10000 --reps 3 --targets tidings,cluster,mercure,nchan,baseline $(SOAK) $(SCALE)
 
 # Only the soak (about 100 s), its tables printed; BENCHMARKS.md and the chart are left alone.
 bench-soak: release
 	cargo build --locked --release -p bench
 	target/release/tidings-bench --reps 0 --idle 0 --targets tidings $(SOAK) --out -
 
-# A few hundred streams through the load generator, so it cannot rot (part of `make test`).
+# Only the scale scenario (about 15 minutes): its section of BENCHMARKS.md and its chart are
+# replaced, the rest is left alone.
+bench-scale: release setup-bench
+	cargo build --locked --release -p bench
+	target/release/tidings-bench --reps 0 --idle 0 $(SCALE)
+
+# A few hundred streams through the load generator, so it cannot rot (part of `make test`);
+# the scale scenario in small: three nodes on Redis, two holder processes.
 bench-smoke: release
 	cargo build --locked --release -p bench
-	target/release/tidings-bench --subscribers 300 --idle 300 --reps 1 --targets tidings,mercure,baseline --seconds 1 --out - > /dev/null
+	target/release/tidings-bench --subscribers 300 --idle 300 --reps 1 --targets tidings,mercure,baseline --seconds 1 \
+	  --scale 400 --scale-single-max 0 --scale-nodes 3 --scale-holder-streams 200 --scale-hubs tidings --out - > /dev/null
 
 clean:
 	cargo clean

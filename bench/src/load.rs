@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 /// Streams per source address (each address has its own ephemeral port range).
-const STREAMS_PER_SOURCE: usize = 10_000;
+pub const STREAMS_PER_SOURCE: usize = 10_000;
 /// Loopback source addresses (127.0.x.y from 127.0.0.2 on), each handed out once per run.
 pub struct Sources {
     next: AtomicUsize,
@@ -26,8 +26,14 @@ impl Sources {
         Sources { next: AtomicUsize::new((now_nanos() / 1_000) as usize % 30_000) }
     }
 
+    /// Hands out addresses from the `first` on (a holder process, given its share by the
+    /// coordinator's `Sources`).
+    pub fn starting_at(first: usize) -> Sources {
+        Sources { next: AtomicUsize::new(first) }
+    }
+
     /// The first of `count` fresh source addresses, by number.
-    fn take(&self, count: usize) -> usize {
+    pub fn take(&self, count: usize) -> usize {
         self.next.fetch_add(count, Ordering::Relaxed)
     }
 
@@ -44,7 +50,7 @@ fn source_address(k: usize) -> Ipv4Addr {
 }
 
 /// Connects in flight at once.
-const CONNECTS_IN_FLIGHT: usize = 256;
+pub const CONNECTS_IN_FLIGHT: usize = 256;
 
 pub fn now_nanos() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
@@ -64,6 +70,10 @@ pub struct Tally {
     /// Publish-to-arrival latencies (ns) while recording is on.
     pub latencies: Mutex<Vec<u64>>,
     pub recording: std::sync::atomic::AtomicBool,
+    /// Events each stream should see (0: not tracked); see `streams_at_goal`.
+    pub goal: AtomicU64,
+    /// Streams that have seen `goal` events (a replay complete).
+    pub streams_at_goal: AtomicUsize,
 }
 
 pub struct Streams {
@@ -81,9 +91,24 @@ pub async fn open(
     header: Option<&str>,
     deadline: Duration,
 ) -> (Streams, Duration) {
+    open_into(Arc::new(Tally::default()), CONNECTS_IN_FLIGHT, sources, server, n, path, header, deadline).await
+}
+
+/// [`open`], counting into `tally` (made beforehand, so a `goal` is in place before the first
+/// event arrives), with `in_flight` connects at once.
+#[allow(clippy::too_many_arguments)] // `open`'s, and the two it leaves to its default
+pub async fn open_into(
+    tally: Arc<Tally>,
+    in_flight: usize,
+    sources: &Sources,
+    server: impl Fn(usize) -> SocketAddr,
+    n: usize,
+    path: impl Fn(usize) -> String,
+    header: Option<&str>,
+    deadline: Duration,
+) -> (Streams, Duration) {
     let extra = header.map_or_else(String::new, |h| format!("{h}\r\n"));
-    let tally = Arc::new(Tally::default());
-    let gate = Arc::new(Semaphore::new(CONNECTS_IN_FLIGHT));
+    let gate = Arc::new(Semaphore::new(in_flight.max(1)));
     // Fresh source addresses for every call: the last call's ports sit in TIME_WAIT.
     let first_source = sources.take(n.div_ceil(STREAMS_PER_SOURCE));
     let mut tasks = JoinSet::new();
@@ -154,6 +179,7 @@ async fn read_events(mut stream: tokio::net::TcpStream, early: Vec<u8>, tally: &
     let mut buf = vec![0u8; 16 * 1024];
     let mut pending = Some(early);
     let mut seen_any = false;
+    let mut seen = 0u64;
     loop {
         let (arrived, chunk): (u64, &[u8]) = match pending.take() {
             Some(early) if !early.is_empty() => {
@@ -182,6 +208,11 @@ async fn read_events(mut stream: tokio::net::TcpStream, early: Vec<u8>, tally: &
                 tally.streams_with_events.fetch_add(1, Ordering::Relaxed);
             }
             tally.events.fetch_add(found.len() as u64, Ordering::Relaxed);
+            let goal = tally.goal.load(Ordering::Relaxed);
+            if goal > 0 && seen < goal && seen + found.len() as u64 >= goal {
+                tally.streams_at_goal.fetch_add(1, Ordering::Relaxed);
+            }
+            seen += found.len() as u64;
             if tally.recording.load(Ordering::Relaxed) {
                 if let Ok(mut latencies) = tally.latencies.lock() {
                     latencies.extend(found);
@@ -200,7 +231,7 @@ impl Streams {
 }
 
 /// `pid` and its children (nginx's worker is the master's child).
-fn family(pid: u32) -> Vec<u32> {
+pub fn family(pid: u32) -> Vec<u32> {
     let mut pids = vec![pid];
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for task in tasks.flatten() {

@@ -9,6 +9,7 @@ mod floor;
 mod http;
 mod load;
 mod report;
+mod scale;
 mod soak;
 mod target;
 
@@ -60,6 +61,8 @@ struct Args {
     /// the hub does not know are left out, and the report says so.
     #[arg(long, allow_hyphen_values = true, default_value = SOAK_HUB_ARGS)]
     soak_hub_args: String,
+    #[command(flatten)]
+    scale: scale::Options,
 }
 
 const SOAK_HUB_ARGS: &str = "--write-timeout 5s --header-timeout 5s --idle-timeout 10s";
@@ -75,8 +78,16 @@ fn measured_node_args() -> Vec<String> {
     vec!["--max-request-connections".into(), "256".into()]
 }
 
+fn main() -> std::process::ExitCode {
+    // A holder of the scale scenario's streams runs on a runtime of its own.
+    if std::env::args().nth(1).as_deref() == Some(scale::HOLD) {
+        return scale::hold();
+    }
+    coordinate()
+}
+
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn coordinate() -> std::process::ExitCode {
     let args = Args::parse();
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let root = std::env::current_dir().unwrap_or_default();
@@ -185,7 +196,21 @@ async fn main() -> std::process::ExitCode {
             }
         }
     }
-    let markdown = report::markdown(&results, &kinds, args.subscribers, args.idle, args.reps);
+    let scale = if args.scale.scale.is_empty() {
+        None
+    } else {
+        Some(scale::run(&args.scale, &args.tidings, &root, &sources).await)
+    };
+    healthy &= scale.as_ref().is_none_or(|s| s.healthy);
+    let mut markdown = report::markdown(&results, &kinds, args.subscribers, args.idle, args.reps);
+    if let Some(scale) = &scale {
+        markdown.push_str(&scale.markdown());
+        // A run of the scale scenario alone replaces only its section.
+        if args.reps == 0 && results.soak.is_none() && args.out != "-" {
+            markdown = scale::splice(&std::fs::read_to_string(&args.out).unwrap_or_default(), &scale.markdown());
+        }
+    }
+    let scale_chart = scale.as_ref().map(|s| (&args.scale.scale_chart, s.chart()));
     // A run of the soak alone leaves the chart as it was.
     let chart = (args.reps > 0).then(|| report::chart(&results, &kinds, &sizes));
     if args.out == "-" {
@@ -195,6 +220,7 @@ async fn main() -> std::process::ExitCode {
         }
     } else if let Err(e) = std::fs::write(&args.out, markdown)
         .and_then(|()| chart.map_or(Ok(()), |chart| std::fs::write(&args.chart, chart)))
+        .and_then(|()| scale_chart.map_or(Ok(()), |(path, chart)| std::fs::write(path, chart)))
     {
         eprintln!("cannot write the report: {e}");
         return std::process::ExitCode::FAILURE;
