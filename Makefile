@@ -23,7 +23,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := chromium openssl systemd redis-server php-cli php-symfony-mercure php-symfony-http-client
 
 .PHONY: help setup setup-rust setup-cargo-leptos setup-wasm-bindgen setup-trunk setup-npm setup-apt \
-        run test lint unit release dist e2e deploy-check bench bench-smoke bench-soak setup-bench clean
+        run test lint unit release dist e2e deploy-check bench bench-smoke bench-soak bench-tls setup-bench clean
 
 help:
 	@echo "make run      install what is missing, then serve the console at http://127.0.0.1:8080 (cargo leptos watch)"
@@ -32,6 +32,7 @@ help:
 	@echo "make dist     build the client-only console with Trunk into dist/"
 	@echo "make bench    benchmark against nginx + nchan, then the soak; writes BENCHMARKS.md (not part of make test)"
 	@echo "make bench-soak  only the soak: 2,000 hostile connections for 60 s; prints its tables"
+	@echo "make bench-tls   only the idle streams over HTTPS (HTTP/1.1 and HTTP/2); prints their table"
 
 ## ---------------------------------------------------------------- set-up (idempotent)
 
@@ -127,17 +128,24 @@ setup-bench:
 
 # The soak: hostile and broken connections of every kind held against a fresh Tidings.
 SOAK := --soak-seconds 60 --soak-connections 2000
+# Idle streams over HTTPS: HTTP/1.1 (a TLS connection per stream) and HTTP/2 (100 per connection).
+TLS := --tls-http1 5000,10000 --tls-http2 10000
 
 # Tidings against nginx + nchan, interleaved, three repetitions, then the soak: writes
 # BENCHMARKS.md and the chart.
 bench: release setup-bench
 	cargo build --locked --release -p bench
-	target/release/tidings-bench --subscribers 10000 --reps 3 --targets tidings,cluster,mercure,nchan,baseline $(SOAK)
+	target/release/tidings-bench --subscribers 10000 --reps 3 --targets tidings,cluster,mercure,nchan,baseline $(SOAK) $(TLS)
 
 # Only the soak (about 100 s), its tables printed; BENCHMARKS.md and the chart are left alone.
 bench-soak: release
 	cargo build --locked --release -p bench
 	target/release/tidings-bench --reps 0 --idle 0 --targets tidings $(SOAK) --out -
+
+# Only the HTTPS idle streams (about a minute), their table printed; BENCHMARKS.md is left alone.
+bench-tls: release
+	cargo build --locked --release -p bench
+	target/release/tidings-bench --reps 0 --idle 0 --targets tidings $(TLS) --out -
 
 # A few hundred streams through the load generator, so it cannot rot (part of `make test`).
 bench-smoke: release
