@@ -69,6 +69,13 @@ impl<S: Socket> Socket for tokio_rustls::server::TlsStream<S> {
     }
 }
 
+/// A TLS connection is moved through a stream's futures boxed (see `listener`).
+impl<S: Socket> Socket for Box<S> {
+    fn reset_on_close(&self) {
+        (**self).reset_on_close();
+    }
+}
+
 /// Why a stream ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum End {

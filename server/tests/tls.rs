@@ -43,3 +43,44 @@ async fn https_serves_http2_and_http1() {
     hub.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// An HTTPS HTTP/1.1 stream, written from its sending key alone once its request is served,
+/// carries events after its first (one larger than a TLS record among them) and ends at its
+/// deadline with the body's last chunk and a close_notify: the client sees a clean end, not a
+/// truncation.
+#[tokio::test]
+async fn an_https_http1_stream_carries_events_and_ends_cleanly() {
+    let dir = std::env::temp_dir().join(format!("tidings-tls-sealed-{}", std::process::id()));
+    let (cert, key) = self_signed(&dir);
+    let hub = start(&["--tls-cert", &cert, "--tls-key", &key, "--stream-timeout", "3s", "--keep-alive", "0"]).await;
+    let base = hub.base.replace("http://", "https://");
+    let client = reqwest::Client::builder().danger_accept_invalid_certs(true).http1_only().build().unwrap();
+    let response = client.get(format!("{base}/stream-sse?user=sealed")).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_11);
+    let mut body = response.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("data: sealed") {
+        let chunk = tokio::time::timeout(common::PATIENCE, body.next()).await.unwrap().unwrap().unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let large = "x".repeat(40_000);
+    for data in ["first", large.as_str(), "last"] {
+        let answer = client
+            .post(format!("{base}/api/events"))
+            .json(&serde_json::json!({"to": "sealed", "data": data}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 202);
+    }
+    let ended = tokio::time::timeout(common::PATIENCE, async {
+        while let Some(chunk) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.expect("a clean stream, not a truncated one")));
+        }
+    });
+    ended.await.expect("the stream ends at its deadline");
+    let events: Vec<&str> = seen.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    assert_eq!(events, ["sealed", "first", large.as_str(), "last"]);
+    hub.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
