@@ -5,7 +5,8 @@
 //! is an HTTP/1.1 `GET /stream-sse` (cleartext, or HTTPS negotiated as HTTP/1.1) is served here:
 //! the request still goes through the router like any other (auth, CORS, errors, logs); when the
 //! answer is a stream, the router leaves its frames in a [`TakeOver`] and
-//! [`transport::write_stream`] writes them to the socket. Every other connection (the console,
+//! [`transport::write_stream`] writes them to the socket (over TLS 1.3, sealed from the connection's
+//! sending key alone: see `sealed`). Every other connection (the console,
 //! publishing, HTTP/2, a stream asked for after other requests) is handed to hyper whole, with
 //! the bytes already read.
 //!
