@@ -84,3 +84,40 @@ async fn an_https_http1_stream_carries_events_and_ends_cleanly() {
     hub.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A TLS 1.2 client's stream keeps rustls' connection (only TLS 1.3 streams write from their
+/// sending key alone) and flows all the same.
+#[tokio::test]
+async fn a_tls12_stream_flows_through_rustls() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    let dir = std::env::temp_dir().join(format!("tidings-tls12-{}", std::process::id()));
+    let (cert, key) = self_signed(&dir);
+    let hub = start(&["--tls-cert", &cert, "--tls-key", &key]).await;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from_pem_file(&cert).unwrap()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let addr: std::net::SocketAddr = hub.base.trim_start_matches("http://").parse().unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let mut tls = connector.connect(rustls::pki_types::ServerName::IpAddress(addr.ip().into()), tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+    tls.write_all(b"GET /stream-sse?user=older HTTP/1.1\r\nHost: hub\r\n\r\n").await.unwrap();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains("data: older") {
+        let n = tokio::time::timeout(common::PATIENCE, tls.read(&mut chunk)).await.unwrap().unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    assert!(seen.starts_with(b"HTTP/1.1 200"));
+    hub.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
