@@ -23,7 +23,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := chromium openssl systemd redis-server php-cli php-symfony-mercure php-symfony-http-client
 
 .PHONY: help setup setup-rust setup-cargo-leptos setup-wasm-bindgen setup-trunk setup-npm setup-apt \
-        run test lint unit release dist e2e deploy-check bench bench-smoke bench-soak bench-scale setup-bench clean
+        run test lint unit release dist e2e deploy-check bench bench-smoke bench-soak bench-scale bench-tls setup-bench clean
 
 help:
 	@echo "make run      install what is missing, then serve the console at http://127.0.0.1:8080 (cargo leptos watch)"
@@ -33,6 +33,7 @@ help:
 	@echo "make bench    benchmark against nginx + nchan, then the soak; writes BENCHMARKS.md (not part of make test)"
 	@echo "make bench-soak  only the soak: 2,000 hostile connections for 60 s; prints its tables"
 	@echo "make bench-scale only the scale scenario, 1,000 to 100,000 streams; replaces its section of BENCHMARKS.md"
+	@echo "make bench-tls   only the idle streams over HTTPS (HTTP/1.1 and HTTP/2); prints their table"
 
 ## ---------------------------------------------------------------- set-up (idempotent)
 
@@ -128,6 +129,8 @@ setup-bench:
 
 # The soak: hostile and broken connections of every kind held against a fresh Tidings.
 SOAK := --soak-seconds 60 --soak-connections 2000
+# Idle streams over HTTPS: HTTP/1.1 (a TLS connection per stream) and HTTP/2 (100 per connection).
+TLS := --tls-http1 5000,10000 --tls-http2 10000
 
 # The scale scenario (issue #14): one hub process up to 19,000 streams, then a cluster of six
 # Tidings nodes on one redis-server against nginx + nchan with six workers, up to 100,000.
@@ -137,12 +140,17 @@ SCALE := --scale 1000,10000,19000,50000,100000 --scale-reps 3
 # scenario: writes BENCHMARKS.md and the charts.
 bench: release setup-bench
 	cargo build --locked --release -p bench
-	target/release/tidings-bench --subscribers 10000 --reps 3 --targets tidings,cluster,mercure,nchan,baseline $(SOAK) $(SCALE)
+	target/release/tidings-bench --subscribers 10000 --reps 3 --targets tidings,cluster,mercure,nchan,baseline $(SOAK) $(SCALE) $(TLS)
 
 # Only the soak (about 100 s), its tables printed; BENCHMARKS.md and the chart are left alone.
 bench-soak: release
 	cargo build --locked --release -p bench
 	target/release/tidings-bench --reps 0 --idle 0 --targets tidings $(SOAK) --out -
+
+# Only the HTTPS idle streams (about a minute), their table printed; BENCHMARKS.md is left alone.
+bench-tls: release
+	cargo build --locked --release -p bench
+	target/release/tidings-bench --reps 0 --idle 0 --targets tidings $(TLS) --out -
 
 # Only the scale scenario (about 15 minutes): its section of BENCHMARKS.md and its chart are
 # replaced, the rest is left alone.

@@ -1,6 +1,7 @@
 //! `tidings-bench`: runs the same scenarios against Tidings and nginx + nchan, interleaved and
 //! repeated, and writes a table of medians (with the ratio to nchan) and a latency chart.
-//! Then, with `--soak-seconds`, a soak of hostile connections against a fresh Tidings.
+//! Then, with `--soak-seconds`, a soak of hostile connections against a fresh Tidings, and with
+//! `--tls-http1` / `--tls-http2`, idle streams over HTTPS (`tls`).
 //! Loopback only; every loop is bounded in count and time. Exits non-zero when a stream could
 //! not open, a broadcast did not reach every stream or a soak probe failed, so a smoke run in
 //! `make test` catches rot.
@@ -12,6 +13,7 @@ mod report;
 mod scale;
 mod soak;
 mod target;
+mod tls;
 
 use clap::Parser;
 use http::Conn;
@@ -63,6 +65,15 @@ struct Args {
     soak_hub_args: String,
     #[command(flatten)]
     scale: scale::Options,
+    /// HTTPS HTTP/1.1 idle-stream sizes, each on a fresh hub (`tls`; none: skip).
+    #[arg(long, value_delimiter = ',')]
+    tls_http1: Vec<usize>,
+    /// HTTP/2 idle-stream sizes, 100 streams per TLS connection (`tls`; none: skip).
+    #[arg(long, value_delimiter = ',')]
+    tls_http2: Vec<usize>,
+    /// Repetitions of the HTTPS scenario; the report gives medians.
+    #[arg(long, default_value_t = 3)]
+    tls_reps: usize,
 }
 
 const SOAK_HUB_ARGS: &str = "--write-timeout 5s --header-timeout 5s --idle-timeout 10s";
@@ -192,6 +203,24 @@ async fn coordinate() -> std::process::ExitCode {
             }
             Err(e) => {
                 eprintln!("cannot run the soak: {e}");
+                healthy = false;
+            }
+        }
+    }
+    if !args.tls_http1.is_empty() || !args.tls_http2.is_empty() {
+        let settings = tls::Settings {
+            tidings: &args.tidings,
+            http1: &args.tls_http1,
+            http2: &args.tls_http2,
+            reps: args.tls_reps,
+        };
+        match tls::run(&settings, &sources).await {
+            Ok(outcome) => {
+                healthy &= outcome.complete;
+                results.tls = Some((outcome, args.tls_reps));
+            }
+            Err(e) => {
+                eprintln!("cannot run the HTTPS scenario: {e}");
                 healthy = false;
             }
         }

@@ -85,6 +85,8 @@ pub struct Results {
     notes: Vec<String>,
     /// The soak's figures, when it ran.
     pub soak: Option<Outcome>,
+    /// The HTTPS scenario's runs and its repetitions, when it ran.
+    pub tls: Option<(crate::tls::Outcome, usize)>,
 }
 
 impl Results {
@@ -150,6 +152,9 @@ pub fn markdown(results: &Results, kinds: &[Kind], n: usize, idle: usize, reps: 
     }
     if let Some(soak) = &results.soak {
         soak_tables(&mut out, soak);
+    }
+    if let Some((tls, reps)) = &results.tls {
+        crate::tls::markdown(&mut out, tls, *reps);
     }
     out
 }
