@@ -57,7 +57,7 @@ pub(super) async fn open(settings: HubSettings, url: &str) -> std::io::Result<Hu
         (Some(unread), _) => unread,
         (None, Some((oldest, _))) if oldest.seq > 0 => EventId { millis: oldest.millis, seq: oldest.seq - 1 },
         (None, Some((oldest, _))) => EventId { millis: oldest.millis.saturating_sub(1), seq: u64::MAX },
-        (None, None) => EventId { millis: super::now_millis(), seq: 0 },
+        (None, None) => before_now(&mut writer).await?,
     };
     // Follow from the newest entry held, or from the very start of an empty stream: never `$`,
     // which would miss entries added between two reads.
@@ -72,6 +72,14 @@ pub(super) async fn open(settings: HubSettings, url: &str) -> std::io::Result<Hu
     tokio::spawn(waiting.write(writer, STREAM_KEY, hub.clone()));
     tokio::spawn(follow(hub.clone(), client, last, healthy));
     Ok(hub)
+}
+
+/// For an empty stream, the floor: just before Redis's current millisecond, by Redis's clock
+/// (not this node's, which may run ahead), so every entry added from now on is after it.
+async fn before_now(writer: &mut ConnectionManager) -> std::io::Result<EventId> {
+    let (seconds, micros): (u64, u64) = redis::cmd("TIME").query_async(writer).await.map_err(io_error)?;
+    let millis = seconds * 1000 + micros / 1000;
+    Ok(EventId { millis: millis.saturating_sub(1), seq: u64::MAX })
 }
 
 /// Entries read per `XREVRANGE` at start-up.
