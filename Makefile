@@ -23,7 +23,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := chromium openssl systemd redis-server php-cli php-symfony-mercure php-symfony-http-client
 
 .PHONY: help setup setup-rust setup-cargo-leptos setup-wasm-bindgen setup-trunk setup-npm setup-apt \
-        run test lint unit release dist e2e deploy-check bench bench-smoke bench-soak bench-scale bench-tls setup-bench clean
+        run test lint unit release dist e2e deploy-check bench bench-smoke bench-soak bench-scale bench-tls bench-floor setup-bench clean
 
 help:
 	@echo "make run      install what is missing, then serve the console at http://127.0.0.1:8080 (cargo leptos watch)"
@@ -33,6 +33,7 @@ help:
 	@echo "make bench    benchmark against nginx + nchan, then the soak; writes BENCHMARKS.md (not part of make test)"
 	@echo "make bench-soak  only the soak: 2,000 hostile connections for 60 s; prints its tables"
 	@echo "make bench-scale only the scale scenario, 1,000 to 100,000 streams; replaces its section of BENCHMARKS.md"
+	@echo "make bench-floor only the unicast floor against a bare axum handler; prints its table"
 	@echo "make bench-tls   only the idle streams over HTTPS (HTTP/1.1 and HTTP/2); prints their table"
 
 ## ---------------------------------------------------------------- set-up (idempotent)
@@ -146,6 +147,12 @@ bench: release setup-bench
 bench-soak: release
 	cargo build --locked --release -p bench
 	target/release/tidings-bench --reps 0 --idle 0 --targets tidings $(SOAK) --out -
+
+# Only the unicast floor (issue #15, about a minute): Tidings against the bare axum baseline,
+# three interleaved runs, their table printed; BENCHMARKS.md is left alone.
+bench-floor: release
+	cargo build --locked --release -p bench
+	target/release/tidings-bench --reps 3 --idle 0 --targets tidings,baseline --floor-only --out -
 
 # Only the HTTPS idle streams (about a minute), their table printed; BENCHMARKS.md is left alone.
 bench-tls: release

@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The publisher counts measured, and the metrics each fills (per second, p50, p99).
-const SHAPES: [(usize, [Metric; 3]); 2] = [
-    (8, [Metric::Floor8PerSec, Metric::Floor8P50Ms, Metric::Floor8P99Ms]),
-    (32, [Metric::Floor32PerSec, Metric::Floor32P50Ms, Metric::Floor32P99Ms]),
+const SHAPES: [(usize, [Metric; 4]); 2] = [
+    (8, [Metric::Floor8PerSec, Metric::Floor8P50Ms, Metric::Floor8P99Ms, Metric::Floor8CpuUs]),
+    (32, [Metric::Floor32PerSec, Metric::Floor32P50Ms, Metric::Floor32P99Ms, Metric::Floor32CpuUs]),
 ];
 
 /// Runs both shapes against `hub` with `n` streams open; false when a stream did not open or
@@ -26,9 +26,12 @@ pub async fn run(hub: &Running, sources: &load::Sources, n: usize, window: Durat
     let tally = Arc::clone(&streams.tally);
     let opened = tally.opened.load(Ordering::Relaxed);
     let mut ok = opened == n;
-    for (publishers, [per_sec, p50, p99]) in SHAPES {
+    for (publishers, [per_sec, p50, p99, cpu_us]) in SHAPES {
         let before = tally.events.load(Ordering::Relaxed);
+        let cpu = load::cpu_seconds(&hub.pids());
         let (accepted, rate, mut latencies) = closed_loop(hub, publishers, n, window).await;
+        let cpu = load::cpu_seconds(&hub.pids()) - cpu;
+        results.add(hub.kind, cpu_us, n, cpu * 1e6 / accepted.max(1) as f64);
         results.add(hub.kind, per_sec, n, rate);
         results.add(hub.kind, p50, n, percentile(&mut latencies, 50.0) as f64 / 1e6);
         results.add(hub.kind, p99, n, percentile(&mut latencies, 99.0) as f64 / 1e6);

@@ -74,6 +74,9 @@ struct Args {
     /// Repetitions of the HTTPS scenario; the report gives medians.
     #[arg(long, default_value_t = 3)]
     tls_reps: usize,
+    /// Measure only the unicast floor on each target (Tidings and the baseline).
+    #[arg(long)]
+    floor_only: bool,
 }
 
 const SOAK_HUB_ARGS: &str = "--write-timeout 5s --header-timeout 5s --idle-timeout 10s";
@@ -117,6 +120,7 @@ async fn coordinate() -> std::process::ExitCode {
     let sizes: Vec<usize> =
         [args.subscribers / 10, args.subscribers / 2, args.subscribers].into_iter().filter(|&n| n > 0).collect();
     let mut results = Results::default();
+    results.floor_only = args.floor_only;
     let sources = load::Sources::new();
     let mut healthy = true;
     for rep in 0..args.reps {
@@ -133,7 +137,7 @@ async fn coordinate() -> std::process::ExitCode {
                 let window = Duration::from_secs(args.seconds);
                 healthy &= floor::run(&hub, &sources, args.subscribers, window, &mut results).await;
             }
-            if kind == Kind::Baseline {
+            if kind == Kind::Baseline || args.floor_only {
                 hub.stop().await;
                 eprintln!("rep {} of {}: {} done", rep + 1, args.reps, kind.name());
                 continue;

@@ -26,9 +26,13 @@ pub enum Metric {
     Floor8PerSec,
     Floor8P50Ms,
     Floor8P99Ms,
+    /// The hub's CPU time (user and system) per accepted publish, in microseconds: what a
+    /// publish costs the hub, whatever else the shared cores were doing.
+    Floor8CpuUs,
     Floor32PerSec,
     Floor32P50Ms,
     Floor32P99Ms,
+    Floor32CpuUs,
 }
 
 impl Metric {
@@ -46,13 +50,15 @@ impl Metric {
         Metric::StormSeconds,
     ];
 
-    const FLOOR: [Metric; 6] = [
+    const FLOOR: [Metric; 8] = [
         Metric::Floor8PerSec,
         Metric::Floor8P50Ms,
         Metric::Floor8P99Ms,
+        Metric::Floor8CpuUs,
         Metric::Floor32PerSec,
         Metric::Floor32P50Ms,
         Metric::Floor32P99Ms,
+        Metric::Floor32CpuUs,
     ];
 
     fn header(self) -> &'static str {
@@ -71,6 +77,7 @@ impl Metric {
             Metric::Floor8PerSec => "8 publishers: publishes/s",
             Metric::Floor8P50Ms => "p50 (ms)",
             Metric::Floor8P99Ms => "p99 (ms)",
+            Metric::Floor8CpuUs | Metric::Floor32CpuUs => "hub CPU per publish (µs)",
             Metric::Floor32PerSec => "32 publishers: publishes/s",
             Metric::Floor32P50Ms => "p50 (ms)",
             Metric::Floor32P99Ms => "p99 (ms)",
@@ -87,6 +94,8 @@ pub struct Results {
     pub soak: Option<Outcome>,
     /// The HTTPS scenario's runs and its repetitions, when it ran.
     pub tls: Option<(crate::tls::Outcome, usize)>,
+    /// Only the unicast floor ran (`--floor-only`): the report is its table alone.
+    pub floor_only: bool,
 }
 
 impl Results {
@@ -133,6 +142,7 @@ fn format_value(metric: Metric, value: f64) -> String {
             format!("{value:.2}")
         }
         Metric::StormSeconds => format!("{value:.2}"),
+        Metric::Floor8CpuUs | Metric::Floor32CpuUs => format!("{value:.1}"),
         Metric::SustainedDeliveredPct | Metric::HubCpuPct => format!("{value:.1}"),
         _ => format!("{:.0}", value.round()),
     }
@@ -147,7 +157,10 @@ pub fn markdown(results: &Results, kinds: &[Kind], n: usize, idle: usize, reps: 
         .unwrap_or_default();
     let _ = writeln!(out, "# Benchmarks\n");
     let _ = writeln!(out, "Written by `make bench` (`tidings-bench`) on {date}, on {}.", machine());
-    if reps > 0 {
+    if reps > 0 && results.floor_only {
+        floor_table(&mut out, results, kinds, n);
+        notes(&mut out, results);
+    } else if reps > 0 {
         scenarios(&mut out, results, kinds, n, idle, reps);
     }
     if let Some(soak) = &results.soak {
@@ -177,15 +190,20 @@ fn scenarios(out: &mut String, results: &Results, kinds: &[Kind], n: usize, idle
     };
     let rows: Vec<Kind> = kinds.iter().copied().filter(|&k| k != Kind::Baseline).collect();
     table(out, results, &rows, &Metric::TABLE, n, ratio);
+    notes(out, results);
+    let _ = writeln!(out, "\n![Broadcast latency (p50) against subscribers](docs/bench-latency.svg)");
+    if kinds.contains(&Kind::Baseline) {
+        floor_table(out, results, kinds, n);
+    }
+}
+
+/// The findings, as a list.
+fn notes(out: &mut String, results: &Results) {
     if !results.notes.is_empty() {
         out.push('\n');
         for note in &results.notes {
             let _ = writeln!(out, "- {note}");
         }
-    }
-    let _ = writeln!(out, "\n![Broadcast latency (p50) against subscribers](docs/bench-latency.svg)");
-    if kinds.contains(&Kind::Baseline) {
-        floor_table(out, results, kinds, n);
     }
 }
 
@@ -193,7 +211,7 @@ fn scenarios(out: &mut String, results: &Results, kinds: &[Kind], n: usize, idle
 fn floor_table(out: &mut String, results: &Results, kinds: &[Kind], n: usize) {
     let _ = writeln!(
         out,
-        "\n## Unicast floor\n\n{n} idle streams; each publisher on one kept-alive connection posts `{{\"to\": \"<one user>\", \"event\": \"message\", \"data\": \"<timestamp>\"}}` in a closed loop; round trip of each publish. The baseline is `tidings-baseline` (`bench/src/bin/baseline.rs`), a bare axum handler with a map of per-user channels and no history, ids, limits or validation. In brackets, the ratio to it (for throughput, higher is better).\n"
+        "\n## Unicast floor\n\n{n} idle streams; each publisher on one kept-alive connection posts `{{\"to\": \"<one user>\", \"event\": \"message\", \"data\": \"<timestamp>\"}}` in a closed loop; round trip of each publish. The baseline is `tidings-baseline` (`bench/src/bin/baseline.rs`), a bare axum handler with a map of per-user channels and no history, ids, limits or validation. In brackets, the ratio to it (for throughput, higher is better; for latency and CPU, lower is better). The hub's CPU per publish is its processes' user and system time over the window divided by the publishes accepted: unlike the rates, it hardly moves with what else the shared cores are doing.\n"
     );
     let rows: Vec<Kind> = kinds.iter().copied().filter(|&k| matches!(k, Kind::Tidings | Kind::Baseline)).collect();
     table(out, results, &rows, &Metric::FLOOR, n, |kind, _| (kind == Kind::Tidings).then_some(Kind::Baseline));
