@@ -82,7 +82,7 @@ pub async fn state(config: &Config, max_connections: usize) -> std::io::Result<A
             write_timeout: config.write_timeout,
         },
         max_data: config.max_data,
-        leptos_options: leptos_options(config),
+        leptos_options: std::sync::Arc::new(leptos_options(config)),
     })
 }
 

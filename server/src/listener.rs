@@ -6,9 +6,10 @@
 //! the request still goes through the router like any other (auth, CORS, errors, logs); when the
 //! answer is a stream, the router leaves its frames in a [`TakeOver`] and
 //! [`transport::write_stream`] writes them to the socket (over TLS 1.3, sealed from the connection's
-//! sending key alone: see `sealed`). Every other connection (the console,
-//! publishing, HTTP/2, a stream asked for after other requests) is handed to hyper whole, with
-//! the bytes already read.
+//! sending key alone: see `sealed`). HTTP/1.1 publishes with a short body are read and answered
+//! here too, one after another on a kept-alive connection (see `lane`), and a stream asked for
+//! after them is still written here. Every other connection (the console, HTTP/2, a stream or a
+//! publish after any other request) is handed to hyper, with the bytes already read.
 //!
 //! No connection can stay for free. A TLS handshake and a request head must arrive within
 //! `--header-timeout` (hyper's own timer covers the heads that follow on a kept-alive
@@ -20,6 +21,7 @@
 
 mod gate;
 mod hyper_io;
+mod lane;
 mod sealed;
 
 use crate::hub::Hub;
@@ -175,10 +177,12 @@ struct Served {
     stopping: CancellationToken,
 }
 
-/// What a connection's first request head says about who serves it.
+/// What a request head says about who serves it.
 enum First {
     /// An HTTP/1.1 `GET /stream-sse` without a body, ready for the router.
     Stream(Box<Request<Body>>),
+    /// An HTTP/1.1 publish with a short body of declared length: the lane's.
+    Publish(Box<lane::Publish>),
     /// Anything else, or something this parser does not take: hyper's.
     Hyper,
 }
@@ -228,21 +232,34 @@ impl Served {
         transport::write_stream(socket, &head, frames).await;
     }
 
-    /// Serves the connection's first request: a stream's socket, response head and frames to
-    /// write, or `None` once the connection was served otherwise (by hyper, or a refusal) or
-    /// closed.
+    /// Serves the connection's requests until one is a stream, whose socket, response head and
+    /// frames to write are returned; `None` once the connection was served otherwise (publishes
+    /// by the lane, anything else by hyper, or a refusal) and closed.
     async fn first_request<S: Socket>(
         self,
         mut socket: S,
         slot: Slot,
         watcher: Watcher,
     ) -> Option<(S, Vec<u8>, transport::Frames)> {
-        let (first, head) = self.read_first(&mut socket, &slot).await?;
-        let First::Stream(request) = first else {
-            self.hyper(socket, head, slot, watcher).await;
-            return None;
+        let mut buf = BytesMut::with_capacity(2048);
+        let request = loop {
+            match self.read_request(&mut socket, &slot, &mut buf).await? {
+                First::Stream(request) => break request,
+                First::Publish(publish) => {
+                    // The router's time and the body's are the request's: the connection is busy.
+                    let busy = slot.busy();
+                    if !self.publish(&mut socket, &mut buf, *publish).await {
+                        return None;
+                    }
+                    drop(busy);
+                }
+                First::Hyper => {
+                    self.hyper(socket, buf.freeze(), slot, watcher).await;
+                    return None;
+                }
+            }
         };
-        drop(head);
+        drop(buf);
         // The router's time is the hub's, not the client's: the connection is busy.
         let busy = slot.busy();
         let (frames, response_head) = self.open_stream(&mut socket, *request).await?;
@@ -252,16 +269,17 @@ impl Served {
         Some((socket, response_head, frames))
     }
 
-    /// The first request head and the bytes read with it; `None` when the connection closed,
-    /// broke or stayed silent before a whole request (nothing to answer), at shutdown, or when
-    /// the gate closed it to make room.
-    async fn read_first<S: Socket>(&self, socket: &mut S, slot: &Slot) -> Option<(First, Bytes)> {
-        let mut head = BytesMut::with_capacity(2048);
+    /// The next request head, read into `buf` after what it holds already; `None` when the
+    /// connection closed, broke or stayed silent before a whole request (nothing to answer), at
+    /// shutdown, or when the gate closed it (idle too long, or to make room). A head must arrive
+    /// within the header timeout, counted from the accept or from the end of the request before,
+    /// as hyper counts it.
+    async fn read_request<S: Socket>(&self, socket: &mut S, slot: &Slot, buf: &mut BytesMut) -> Option<First> {
         tokio::select! {
             () = self.stopping.cancelled() => None,
             () = slot.closed() => None,
-            read = tokio::time::timeout(self.settings.header_timeout, read_head(socket, &mut head)) => match read {
-                Ok(Ok(first)) => Some((first, head.freeze())),
+            read = tokio::time::timeout(self.settings.header_timeout, read_head(socket, buf)) => match read {
+                Ok(Ok(first)) => Some(first),
                 _ => None,
             },
         }
@@ -342,6 +360,14 @@ async fn handshake(
 
 /// Reads until `buf` holds a whole request head (or one that is not ours to parse).
 async fn read_head<S: Socket>(socket: &mut S, buf: &mut BytesMut) -> io::Result<First> {
+    // What a pipelining client sent with the last request may hold the next one whole.
+    if !buf.is_empty() {
+        match parse(buf) {
+            Some(first) => return Ok(first),
+            None if buf.len() >= MAX_HEAD => return Ok(First::Hyper),
+            None => {}
+        }
+    }
     loop {
         if buf.len() == buf.capacity() {
             buf.reserve(buf.len());
@@ -363,39 +389,75 @@ async fn read_head<S: Socket>(socket: &mut S, buf: &mut BytesMut) -> io::Result<
     }
 }
 
-/// `None` while the head is incomplete. A request that declares a body (`Transfer-Encoding`, or a
-/// `Content-Length` other than 0) is hyper's, which reads it or refuses it: the two paths never
-/// disagree on where a request ends.
+/// `None` while the head is incomplete. A stream request that declares a body
+/// (`Transfer-Encoding`, or a `Content-Length` other than 0) is hyper's, which reads it or refuses
+/// it, and so is a publish that declares its body in any way but one plain `Content-Length` of at
+/// most [`lane::LANE_BODY`]: the two paths never disagree on where a request ends.
 fn parse(buf: &[u8]) -> Option<First> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
-    match parsed.parse(buf) {
+    let head_len = match parsed.parse(buf) {
         Ok(httparse::Status::Partial) => return None,
-        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Complete(head_len)) => head_len,
         Err(_) => return Some(First::Hyper),
-    }
-    let path = parsed.path.unwrap_or("");
-    let declares_body = |h: &httparse::Header<'_>| {
-        h.name.eq_ignore_ascii_case("transfer-encoding")
-            || (h.name.eq_ignore_ascii_case("content-length") && h.value != b"0")
     };
-    let is_stream = parsed.method == Some("GET")
-        && parsed.version == Some(1)
-        && transport::is_stream_target(path)
-        && !parsed.headers.iter().any(|h| h.name.eq_ignore_ascii_case("upgrade") || declares_body(h));
-    if !is_stream {
+    if parsed.version != Some(1) || parsed.headers.iter().any(|h| h.name.eq_ignore_ascii_case("upgrade")) {
         return Some(First::Hyper);
     }
-    let mut request = Request::builder().method(Method::GET).uri(path).version(Version::HTTP_11);
-    for header in parsed.headers.iter() {
-        let (Ok(name), Ok(value)) =
-            (HeaderName::from_bytes(header.name.as_bytes()), HeaderValue::from_bytes(header.value))
-        else {
-            return Some(First::Hyper);
+    let path = parsed.path.unwrap_or("");
+    let method = parsed.method.unwrap_or("");
+    let first = if method == "GET" && transport::is_stream_target(path) {
+        let declares_body = |h: &httparse::Header<'_>| {
+            h.name.eq_ignore_ascii_case("transfer-encoding")
+                || (h.name.eq_ignore_ascii_case("content-length") && h.value != b"0")
         };
+        if parsed.headers.iter().any(declares_body) {
+            return Some(First::Hyper);
+        }
+        let Some(request) = request(Method::GET, path, parsed.headers) else { return Some(First::Hyper) };
+        First::Stream(Box::new(request.map(|()| Body::empty())))
+    } else if method == "POST" && transport::is_publish_target(path) {
+        let Some(body_len) = lane_body(parsed.headers) else { return Some(First::Hyper) };
+        let close = parsed.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("connection")
+                && h.value.split(|b| *b == b',').any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+        });
+        let Some(request) = request(Method::POST, path, parsed.headers) else { return Some(First::Hyper) };
+        First::Publish(Box::new(lane::Publish { request, head_len, body_len, close }))
+    } else {
+        First::Hyper
+    };
+    Some(first)
+}
+
+/// The body length of a publish for the lane: one `Content-Length` of plain digits, at most
+/// [`lane::LANE_BODY`], and nothing else that bears on the body (`Transfer-Encoding`, `Expect`).
+fn lane_body(headers: &[httparse::Header<'_>]) -> Option<usize> {
+    let mut length = None;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("transfer-encoding") || h.name.eq_ignore_ascii_case("expect") {
+            return None;
+        }
+        if h.name.eq_ignore_ascii_case("content-length") {
+            if length.is_some() || h.value.is_empty() || h.value.len() > 8 || !h.value.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            length = std::str::from_utf8(h.value).ok()?.parse::<usize>().ok();
+        }
+    }
+    length.filter(|length| *length <= lane::LANE_BODY)
+}
+
+/// The request a parsed head describes, its body to come; `None` (hyper's, then) for a header
+/// the `http` types refuse.
+fn request(method: Method, path: &str, headers: &[httparse::Header<'_>]) -> Option<Request<()>> {
+    let mut request = Request::builder().method(method).uri(path).version(Version::HTTP_11);
+    for header in headers {
+        let name = HeaderName::from_bytes(header.name.as_bytes()).ok()?;
+        let value = HeaderValue::from_bytes(header.value).ok()?;
         request = request.header(name, value);
     }
-    Some(request.body(Body::empty()).map_or(First::Hyper, |request| First::Stream(Box::new(request))))
+    request.body(()).ok()
 }
 
 /// A refusal (the router's JSON error) with its length, for a connection that closes after it.
@@ -463,6 +525,43 @@ mod tests {
         let size = std::mem::size_of_val(&task);
         assert!(size <= 1_536, "a connection's task is {size} bytes");
         drop(client);
+    }
+
+    /// What the lane takes: an HTTP/1.1 publish with one plain `Content-Length` of at most
+    /// `LANE_BODY`, nothing else bearing on its body; every other way of framing a body is
+    /// hyper's, so the two never disagree on where a request ends.
+    #[test]
+    fn the_lane_takes_only_plainly_framed_publishes() {
+        let lane = |head: &str| match parse(head.as_bytes()) {
+            Some(First::Publish(publish)) => Some((publish.head_len, publish.body_len, publish.close)),
+            Some(_) => None,
+            None => panic!("incomplete: {head:?}"),
+        };
+        let head = "POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n";
+        assert_eq!(lane(head), Some((head.len(), 10, false)));
+        assert_eq!(lane(&format!("{head}{{\"to\":")), Some((head.len(), 10, false)), "the body is not the head's");
+        let mercure =
+            "POST /.well-known/mercure?x=1 HTTP/1.1\r\ncontent-length: 0\r\nConnection: keep-alive, Close\r\n\r\n";
+        assert_eq!(lane(mercure).map(|(_, length, close)| (length, close)), Some((0, true)));
+        let big = format!("POST /api/events HTTP/1.1\r\nContent-Length: {}\r\n\r\n", lane::LANE_BODY + 1);
+        for hyper in [
+            "POST /api/events HTTP/1.1\r\nContent-Length: 10\r\nContent-Length: 10\r\n\r\n",
+            "POST /api/events HTTP/1.1\r\nContent-Length: +10\r\n\r\n",
+            "POST /api/events HTTP/1.1\r\nContent-Length: 1 0\r\n\r\n",
+            "POST /api/events HTTP/1.1\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST /api/events HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST /api/events HTTP/1.1\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n",
+            "POST /api/events HTTP/1.1\r\nContent-Length: 10\r\nUpgrade: h2c\r\n\r\n",
+            "POST /api/events HTTP/1.1\r\n\r\n",
+            "POST /api/events HTTP/1.0\r\nContent-Length: 10\r\n\r\n",
+            "POST /api/eventsx HTTP/1.1\r\nContent-Length: 10\r\n\r\n",
+            "PUT /api/events HTTP/1.1\r\nContent-Length: 10\r\n\r\n",
+            "POST /api/events HTTP/1.1\r\nContent-Length: 10\r\nBad\x01Name: 1\r\n\r\n",
+            &big,
+        ] {
+            assert_eq!(lane(hyper), None, "{hyper:?}");
+        }
+        assert!(parse(b"POST /api/events HTTP/1.1\r\nContent-Len").is_none(), "incomplete");
     }
 
     /// The size of the future `f` returns, without calling it.

@@ -38,17 +38,19 @@ pub struct AppState {
     pub selectors: std::sync::Arc<crate::hub::selector::Selectors>,
     /// The Mercure endpoint; `None` when it is off.
     pub mercure: Option<std::sync::Arc<crate::mercure::Mercure>>,
-    pub leptos_options: LeptosOptions,
+    /// Shared: the state is cloned for every request, and the options are a dozen strings that
+    /// only the console's pages read.
+    pub leptos_options: std::sync::Arc<LeptosOptions>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
     fn from_ref(state: &AppState) -> Self {
-        state.leptos_options.clone()
+        LeptosOptions::clone(&state.leptos_options)
     }
 }
 
 pub fn app(state: AppState, config: &Config) -> Router {
-    let options = state.leptos_options.clone();
+    let options = LeptosOptions::clone(&state.leptos_options);
     let api = Router::new()
         .route("/events", post(publish::publish))
         .route("/users", get(ops::users))

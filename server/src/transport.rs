@@ -31,11 +31,21 @@ pub const STREAM_PATH: &str = "/stream-sse";
 /// Mercure's subscribe (`GET`) and publish (`POST`) path.
 pub const MERCURE_PATH: &str = "/.well-known/mercure";
 
+/// The publish path (the router's `/api` and its `/events`), for the listener that recognises it.
+pub const PUBLISH_PATH: &str = "/api/events";
+
 /// Whether a request target (path and query) is one of the stream paths.
 pub fn is_stream_target(target: &str) -> bool {
-    [STREAM_PATH, MERCURE_PATH]
-        .iter()
-        .any(|path| target.strip_prefix(path).is_some_and(|rest| rest.is_empty() || rest.starts_with('?')))
+    is_one_of(target, &[STREAM_PATH, MERCURE_PATH])
+}
+
+/// Whether a request target (path and query) is one of the publish paths.
+pub fn is_publish_target(target: &str) -> bool {
+    is_one_of(target, &[PUBLISH_PATH, MERCURE_PATH])
+}
+
+fn is_one_of(target: &str, paths: &[&str]) -> bool {
+    paths.iter().any(|path| target.strip_prefix(path).is_some_and(|rest| rest.is_empty() || rest.starts_with('?')))
 }
 
 /// Most bytes a reader may send on a stream's connection after its request; past it, the stream

@@ -394,6 +394,21 @@ async fn connections_that_stop_moving_are_closed() {
     let mut dripping = TcpStream::connect(&addr).await.unwrap();
     let mut kept = TcpStream::connect(&addr).await.unwrap();
     kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    // Kept alive by the publish lane, then idle; and one that drips its second head.
+    let mut kept_publisher = TcpStream::connect(&addr).await.unwrap();
+    kept_publisher.write_all(publish_request(r#"{"to": "a", "data": "b"}"#, "").as_bytes()).await.unwrap();
+    let mut second_head = TcpStream::connect(&addr).await.unwrap();
+    second_head.write_all(publish_request(r#"{"to": "a", "data": "c"}"#, "").as_bytes()).await.unwrap();
+    let drip_second = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for byte in b"POST /api/events HTTP/1.1\r\nHost: x\r\n" {
+            if second_head.write_all(&[*byte]).await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        closed(&mut second_head, Duration::ZERO).await
+    });
     let mut h2 = TcpStream::connect(&addr).await.unwrap();
     h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
     let drip = tokio::spawn(async move {
@@ -407,6 +422,8 @@ async fn connections_that_stop_moving_are_closed() {
     });
     assert!(closed(&mut silent, Duration::from_secs(3)).await, "a silent connection is closed");
     assert!(closed(&mut kept, Duration::from_secs(4)).await, "an idle kept-alive connection is closed");
+    assert!(closed(&mut kept_publisher, Duration::ZERO).await, "an idle kept-alive publisher is closed");
+    assert!(drip_second.await.unwrap(), "a dripping second head is cut off");
     assert!(closed(&mut h2, Duration::from_secs(4)).await, "a quiet HTTP/2 connection is closed");
     assert!(drip.await.unwrap(), "a dripping head is cut off");
     setup.hub.stop().await;
@@ -535,4 +552,179 @@ async fn split_malformed_oversized_and_http2_requests_are_answered() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     setup.hub.stop().await;
+}
+
+/// A publish as raw HTTP/1.1 (kept alive unless `extra` says otherwise).
+fn publish_request(body: &str, extra: &str) -> String {
+    format!(
+        "POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// An answer as the client sees it: the status line, the header names and values (without
+/// `date`, which only says when) and the JSON body with ids taken out (each publish gets its own).
+async fn answer_of(raw: &mut Raw) -> (String, Vec<String>, serde_json::Value) {
+    let head = raw.head().await;
+    let body = raw.sized_body(&head).await;
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().to_owned();
+    let mut headers: Vec<String> = lines.filter(|l| !l.starts_with("date: ")).map(str::to_owned).collect();
+    headers.sort();
+    let mut body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    fn strip(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(fields) => {
+                fields.remove("id");
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    strip(&mut body);
+    (status, headers, body)
+}
+
+/// Publishes are served on a fresh HTTP/1.1 connection by the listener's lane, and by hyper
+/// after any other request: the two answer every publish alike (status, headers, JSON), for
+/// accepted events and for each refusal, with a browser's `Origin` or without, in cleartext and
+/// over TLS.
+#[tokio::test]
+async fn the_lane_answers_publishes_as_hyper_does() {
+    let open = ["--max-data", "64"];
+    let auth = ["--jwt-secret", "a-test-secret-of-at-least-32-bytes!", "--max-data", "64"];
+    let origin = "Origin: http://elsewhere.test\r\n";
+    let cases: [(&[&str], &str, &str); 8] = [
+        (&open, r#"{"to": "amy", "data": "hello"}"#, ""),
+        (&open, r#"{"to": "amy", "data": "hello"}"#, origin),
+        (&open, r#"[{"to": "amy", "data": "one"}, {"to": "", "data": "bad"}]"#, ""),
+        (&open, r#"{"to": "amy", "data": "#, ""),
+        (&open, r#"{"to": "amy", "data": "a longer string than the sixty-four bytes that --max-data allows"}"#, ""),
+        (&open, "[]", origin),
+        (&auth, r#"{"to": "amy", "data": "hello"}"#, ""),
+        (&auth, r#"{"to": "amy", "data": "hello"}"#, origin),
+    ];
+    for kind in [Kind::Direct, Kind::Tls] {
+        for (args, body, extra) in cases {
+            let setup = Setup::new(kind, args).await;
+            let mut lane = setup.connect(false).await;
+            lane.send(&publish_request(body, extra)).await;
+            let by_lane = answer_of(&mut lane).await;
+            let mut hyper = setup.connect(false).await;
+            hyper.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+            let head = hyper.head().await;
+            hyper.sized_body(&head).await;
+            hyper.send(&publish_request(body, extra)).await;
+            let by_hyper = answer_of(&mut hyper).await;
+            assert_eq!(by_lane, by_hyper, "{kind:?} {args:?}: {body} {extra}");
+            setup.hub.stop().await;
+        }
+    }
+    // A wrong content type, and the batch answer, through the lane.
+    let setup = Setup::new(Kind::Direct, &open).await;
+    let mut raw = setup.connect(false).await;
+    raw.send(&publish_request("[]", "").replace("application/json", "text/plain")).await;
+    let (status, headers, body) = answer_of(&mut raw).await;
+    assert_eq!(status, "http/1.1 415 unsupported media type");
+    assert!(headers.contains(&"connection: close".to_owned()), "{headers:?}");
+    assert!(body["error"].as_str().unwrap().contains("Content-Type: application/json"), "{body}");
+    assert!(raw.closed_within(PATIENCE).await, "a refusal before the body ends the connection");
+    setup.hub.stop().await;
+}
+
+/// One kept-alive connection carries publish after publish, pipelined, each answered in order;
+/// a request the lane does not take (here `/healthz`) hands the rest of the connection to hyper,
+/// bytes already read included; a stream asked for after publishes is still written by the
+/// listener. Every accepted event reaches its reader, in order.
+#[tokio::test]
+async fn kept_alive_publishes_pipeline_then_hyper_takes_over() {
+    for kind in [Kind::Direct, Kind::Tls] {
+        let setup = Setup::new(kind, &["--keep-alive", "0"]).await;
+        let mut reader = setup.stream("piper", false).await;
+        let mut raw = setup.connect(false).await;
+        let publishes: String =
+            (0..3).map(|i| publish_request(&format!(r#"{{"to": "piper", "data": "{i}"}}"#), "")).collect();
+        let tail = publish_request(r#"{"to": "piper", "data": "3"}"#, "");
+        raw.send(&format!("{publishes}GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n{tail}")).await;
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            let head = raw.head().await;
+            assert!(head.starts_with("http/1.1 202"), "{kind:?} publish {i}: {head}");
+            assert_eq!(header(&head, "connection"), None, "kept alive");
+            let answer: serde_json::Value = serde_json::from_str(&raw.sized_body(&head).await).unwrap();
+            ids.push(answer["id"].as_str().unwrap().to_owned());
+        }
+        let head = raw.head().await;
+        assert!(head.starts_with("http/1.1 200"), "{kind:?}: {head}");
+        assert_eq!(raw.sized_body(&head).await, r#"{"status":"ok"}"#);
+        let head = raw.head().await;
+        assert!(head.starts_with("http/1.1 202"), "{kind:?}, by hyper: {head}");
+        let answer: serde_json::Value = serde_json::from_str(&raw.sized_body(&head).await).unwrap();
+        ids.push(answer["id"].as_str().unwrap().to_owned());
+        let expected: String =
+            ids.iter().enumerate().map(|(i, id)| format!("id: {id}\nevent: message\ndata: {i}\n\n")).collect();
+        assert_eq!(reader.body_until("data: 3\n\n").await, expected, "{kind:?}");
+
+        let mut raw = setup.connect(false).await;
+        raw.send(&publish_request(r#"{"to": "nobody", "data": "x"}"#, "")).await;
+        let head = raw.head().await;
+        raw.sized_body(&head).await;
+        raw.send("GET /stream-sse?user=later HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let head = raw.head().await;
+        assert!(head.starts_with("http/1.1 200"), "{kind:?}: {head}");
+        assert_eq!(header(&head, "date"), None, "{kind:?}: written by the listener: {head}");
+        setup.hub.stop().await;
+    }
+}
+
+/// A body that comes in pieces is read as it comes, and the connection goes on after it; one
+/// the client asks to be the last is answered with `connection: close`, then closed.
+#[tokio::test]
+async fn lane_bodies_in_pieces_and_last_requests() {
+    for kind in [Kind::Direct, Kind::Tls] {
+        let setup = Setup::new(kind, &[]).await;
+        let mut raw = setup.connect(false).await;
+        let request = publish_request(r#"{"to": "slow", "data": "in pieces"}"#, "");
+        let (first, rest) = request.split_at(request.len() - 12);
+        raw.send(first).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        raw.send(rest).await;
+        let head = raw.head().await;
+        assert!(head.starts_with("http/1.1 202"), "{kind:?}: {head}");
+        raw.sized_body(&head).await;
+        raw.send(&publish_request(r#"{"to": "slow", "data": "last"}"#, "Connection: close\r\n")).await;
+        let head = raw.head().await;
+        assert!(head.starts_with("http/1.1 202"), "{kind:?}: {head}");
+        assert_eq!(header(&head, "connection"), Some("close"), "{kind:?}: {head}");
+        raw.sized_body(&head).await;
+        assert!(raw.closed_within(PATIENCE).await, "{kind:?}: closed after the last request");
+        setup.hub.stop().await;
+    }
+}
+
+/// With auth on, a publish without a token is refused before its body arrives on the lane too:
+/// one that declares a short body and never sends it gets its 401 at once, then the connection
+/// closes; a kept-alive publisher's connection ends when the hub shuts down.
+#[tokio::test]
+async fn the_lane_refuses_before_the_body_and_ends_at_shutdown() {
+    let setup = Setup::new(Kind::Direct, &["--jwt-secret", "a-test-secret-of-at-least-32-bytes!"]).await;
+    let mut raw = setup.connect(false).await;
+    raw.send("POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"to\":")
+        .await;
+    let head = raw.head().await;
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert_eq!(header(&head, "connection"), Some("close"), "{head}");
+    raw.sized_body(&head).await;
+    assert!(raw.closed_within(PATIENCE).await, "closed without the body");
+    setup.hub.stop().await;
+
+    let setup = Setup::new(Kind::Direct, &[]).await;
+    let mut raw = setup.connect(false).await;
+    raw.send(&publish_request(r#"{"to": "x", "data": "y"}"#, "")).await;
+    let head = raw.head().await;
+    raw.sized_body(&head).await;
+    let stopped = tokio::time::Instant::now();
+    setup.hub.stop().await;
+    assert!(raw.closed_within(Duration::from_secs(1)).await, "an idle kept-alive publisher is let go at shutdown");
+    assert!(stopped.elapsed() < Duration::from_secs(4), "shutdown waited {:?}", stopped.elapsed());
 }
