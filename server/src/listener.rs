@@ -448,16 +448,21 @@ fn lane_body(headers: &[httparse::Header<'_>]) -> Option<usize> {
     length.filter(|length| *length <= lane::LANE_BODY)
 }
 
-/// The request a parsed head describes, its body to come; `None` (hyper's, then) for a header
-/// the `http` types refuse.
+/// The request a parsed head describes, its body to come; `None` (hyper's, then) for a target
+/// or a header the `http` types refuse.
 fn request(method: Method, path: &str, headers: &[httparse::Header<'_>]) -> Option<Request<()>> {
-    let mut request = Request::builder().method(method).uri(path).version(Version::HTTP_11);
+    let mut request = Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = path.parse().ok()?;
+    *request.version_mut() = Version::HTTP_11;
+    let map = request.headers_mut();
+    map.reserve(headers.len());
     for header in headers {
         let name = HeaderName::from_bytes(header.name.as_bytes()).ok()?;
         let value = HeaderValue::from_bytes(header.value).ok()?;
-        request = request.header(name, value);
+        map.append(name, value);
     }
-    request.body(()).ok()
+    Some(request)
 }
 
 /// A refusal (the router's JSON error) with its length, for a connection that closes after it.

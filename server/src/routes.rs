@@ -52,7 +52,6 @@ impl FromRef<AppState> for LeptosOptions {
 pub fn app(state: AppState, config: &Config) -> Router {
     let options = LeptosOptions::clone(&state.leptos_options);
     let api = Router::new()
-        .route("/events", post(publish::publish))
         .route("/users", get(ops::users))
         .route("/topics", get(ops::topics))
         .route("/tickets", post(ops::ticket))
@@ -65,6 +64,9 @@ pub fn app(state: AppState, config: &Config) -> Router {
             crate::transport::STREAM_PATH,
             get(stream::stream).head(|| async { ([(header::ALLOW, "GET")], AppError::MethodNotAllowed) }),
         )
+        // Not in the nest below: the publish path, the one publishers hit most, skips its prefix
+        // rewriting.
+        .route(crate::transport::PUBLISH_PATH, post(publish::publish).fallback(|| async { AppError::MethodNotAllowed }))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .nest("/api", api)
