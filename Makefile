@@ -119,7 +119,7 @@ deploy-check: release
 
 ## ---------------------------------------------------------------- benchmark (not part of `make test`)
 
-BENCH_APT := nginx libnginx-mod-nchan
+BENCH_APT := nginx libnginx-mod-nchan valgrind
 
 setup-bench:
 	@missing=""; for p in $(BENCH_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -142,17 +142,20 @@ SCALE := --scale 1000,10000,19000,50000,100000 --scale-reps 3
 bench: release setup-bench
 	cargo build --locked --release -p bench
 	target/release/tidings-bench --subscribers 10000 --reps 3 --targets tidings,cluster,mercure,nchan,baseline $(SOAK) $(SCALE) $(TLS)
+	bench/instructions.sh target/release/tidings
 
 # Only the soak (about 100 s), its tables printed; BENCHMARKS.md and the chart are left alone.
 bench-soak: release
 	cargo build --locked --release -p bench
 	target/release/tidings-bench --reps 0 --idle 0 --targets tidings $(SOAK) --out -
 
-# Only the unicast floor (issue #15, about a minute): Tidings against the bare axum baseline,
-# three interleaved runs, their table printed; BENCHMARKS.md is left alone.
-bench-floor: release
+# Only the unicast floor (issue #15, about two minutes): Tidings against the bare axum baseline,
+# three interleaved runs, their table printed, then the instructions each executes per publish
+# (callgrind: a count that the machine's other load does not move); BENCHMARKS.md is left alone.
+bench-floor: release setup-bench
 	cargo build --locked --release -p bench
 	target/release/tidings-bench --reps 3 --idle 0 --targets tidings,baseline --floor-only --out -
+	bench/instructions.sh target/release/tidings
 
 # Only the HTTPS idle streams (about a minute), their table printed; BENCHMARKS.md is left alone.
 bench-tls: release
