@@ -88,14 +88,19 @@ pub fn app(state: AppState, config: &Config) -> Router {
 /// Any origin by default, as the original allowed `*`; `--cors-origin` lists the allowed ones.
 /// With auth on only listed origins are allowed (none by default, so `null` never is unless
 /// listed), and credentials are never allowed: tokens travel in headers, not cookies.
+///
+/// Answers vary with the `Origin` only when origins are listed: with `*` they are the same for
+/// every origin (and preflights name fixed methods and headers), so no `Vary` is sent, which also
+/// spares every request the header's rebuilding.
 fn cors(origins: &[String], auth: bool) -> CorsLayer {
-    let allow = if origins.is_empty() && !auth {
-        AllowOrigin::any()
+    let (allow, vary) = if origins.is_empty() && !auth {
+        (AllowOrigin::any(), Vec::new())
     } else {
-        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+        (AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok())), vec![header::ORIGIN])
     };
     CorsLayer::new()
         .allow_origin(allow)
+        .vary(vary)
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::HeaderName::from_static("last-event-id")])
         .max_age(Duration::from_secs(3600))

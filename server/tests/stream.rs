@@ -63,11 +63,13 @@ async fn stream_headers() {
     assert_eq!(header("cache-control").as_deref(), Some("no-cache"));
     assert_eq!(header("x-accel-buffering").as_deref(), Some("no"));
     assert_eq!(header("access-control-allow-origin").as_deref(), Some("*"));
+    assert_eq!(header("vary"), None, "with `*`, the answer is the same for every origin");
     assert_eq!(header("content-encoding"), None, "the stream is never compressed");
     hub.stop().await;
 }
 
-/// `--cors-origin` restricts CORS to the listed origins.
+/// `--cors-origin` restricts CORS to the listed origins, and answers say they vary with the
+/// `Origin` (a cache must not hand one origin's answer to another), publishes included.
 #[tokio::test]
 async fn cors_origin_restricts() {
     let hub = start(&["--cors-origin", "http://good.test"]).await;
@@ -75,6 +77,18 @@ async fn cors_origin_restricts() {
         let response = hub.client.get(hub.url("/stream-sse?user=a")).header("Origin", origin).send().await.unwrap();
         let got = response.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap().to_owned());
         assert_eq!(got.as_deref(), allowed, "{origin}");
+        assert_eq!(response.headers()["vary"], "origin", "{origin}");
+        let published = hub
+            .client
+            .post(hub.url("/api/events"))
+            .header("Origin", origin)
+            .json(&json!({"to": "a", "data": 1}))
+            .send();
+        let published = published.await.unwrap();
+        assert_eq!(published.status(), 202);
+        let got = published.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(got.as_deref(), allowed, "a publish from {origin}");
+        assert_eq!(published.headers()["vary"], "origin", "a publish from {origin}");
     }
     hub.stop().await;
 }
