@@ -12,9 +12,9 @@
 //! publish after any other request) is handed to hyper, with the bytes already read.
 //!
 //! No connection can stay for free. A TLS handshake and a request head must arrive within
-//! `--header-timeout` (hyper's own timer covers the heads that follow on a kept-alive
-//! connection); a connection with nothing in flight closes after `--idle-timeout`; HTTP/2 peers
-//! are pinged; a write that makes no progress for `--write-timeout` closes the connection. And
+//! `--header-timeout` (on a kept-alive connection, from the end of the request before: the lane's
+//! timer, or hyper's); a connection with nothing in flight closes after `--idle-timeout`; HTTP/2
+//! peers are pinged; a write that makes no progress for `--write-timeout` closes the connection. And
 //! connections that are not streams yet (or never) are capped (`--max-request-connections`,
 //! within the descriptor reserve): at the cap the one idle longest is closed to make room, so
 //! publishers, `/healthz` and `/metrics` always get in (see `gate`).
