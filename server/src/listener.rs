@@ -242,13 +242,14 @@ impl Served {
         watcher: Watcher,
     ) -> Option<(S, Vec<u8>, transport::Frames)> {
         let mut buf = BytesMut::with_capacity(2048);
+        let mut date = lane::Date::default();
         let request = loop {
             match self.read_request(&mut socket, &slot, &mut buf).await? {
                 First::Stream(request) => break request,
                 First::Publish(publish) => {
                     // The router's time and the body's are the request's: the connection is busy.
                     let busy = slot.busy();
-                    if !self.publish(&mut socket, &mut buf, *publish).await {
+                    if !self.publish(&mut socket, &mut buf, &mut date, *publish).await {
                         return None;
                     }
                     drop(busy);

@@ -48,7 +48,13 @@ impl Served {
     /// content type are checked before the hub waits for a byte of it, and the handler's own
     /// timer bounds how long it may take (408). An answer given before the body was read whole
     /// ends the connection.
-    pub(super) async fn publish<S: Socket>(&self, socket: &mut S, buf: &mut BytesMut, publish: Publish) -> bool {
+    pub(super) async fn publish<S: Socket>(
+        &self,
+        socket: &mut S,
+        buf: &mut BytesMut,
+        date: &mut Date,
+        publish: Publish,
+    ) -> bool {
         let Publish { request, head_len, body_len, close } = publish;
         buf.advance(head_len);
         let (response, whole) = if buf.len() >= body_len {
@@ -74,7 +80,7 @@ impl Served {
         };
         // At shutdown the answer is the connection's last.
         let close = close || !whole || self.stopping.is_cancelled();
-        self.answer(socket, response, close).await
+        self.answer(socket, response, date.now(), close).await
     }
 
     async fn route(&self, request: Request<Body>) -> Response<Body> {
@@ -87,7 +93,7 @@ impl Served {
     /// Writes `response` whole, with its length, `date` and, when `close` or when the router
     /// says so, `connection: close`; within the write timeout. True when it was written and the
     /// connection may go on.
-    async fn answer<S: Socket>(&self, socket: &mut S, response: Response<Body>, close: bool) -> bool {
+    async fn answer<S: Socket>(&self, socket: &mut S, response: Response<Body>, date: &str, close: bool) -> bool {
         let closes = close
             || response.headers().get(header::CONNECTION).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
         let (parts, body) = response.into_parts();
@@ -96,7 +102,7 @@ impl Served {
         let mut framing = String::with_capacity(96);
         if !parts.headers.contains_key(header::DATE) {
             framing.push_str("date: ");
-            framing.push_str(&httpdate::fmt_http_date(std::time::SystemTime::now()));
+            framing.push_str(date);
             framing.push_str("\r\n");
         }
         let _ = write!(framing, "content-length: {}\r\n", body.len());
@@ -138,5 +144,41 @@ async fn pump<S: Socket>(
         if socket.read_buf(buf).await? == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
+    }
+}
+
+/// The `date` of a connection's answers, formatted once a second rather than once an answer.
+#[derive(Default)]
+pub(super) struct Date {
+    second: u64,
+    text: String,
+}
+
+impl Date {
+    fn now(&mut self) -> &str {
+        let now = std::time::SystemTime::now();
+        let second = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs());
+        if second != self.second || self.text.is_empty() {
+            self.second = second;
+            self.text = httpdate::fmt_http_date(now);
+        }
+        &self.text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Date;
+
+    /// The cached date is the current one, as an HTTP date.
+    #[test]
+    fn the_date_is_now() {
+        let mut date = Date::default();
+        let parsed = httpdate::parse_http_date(date.now()).expect("an HTTP date");
+        let off = std::time::SystemTime::now().duration_since(parsed).unwrap_or_default();
+        assert!(off < std::time::Duration::from_secs(2), "{off:?} behind");
+        date.second -= 10;
+        date.text = "stale".into();
+        assert!(httpdate::parse_http_date(date.now()).is_ok(), "refreshed once its second has passed");
     }
 }
