@@ -34,6 +34,7 @@ use gate::{Gate, Slot, Watched};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use std::fmt::Write as _;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
@@ -470,10 +471,23 @@ fn request(method: Method, path: &str, headers: &[httparse::Header<'_>]) -> Opti
 async fn refusal(response: Response<Body>) -> Option<Vec<u8>> {
     let (parts, body) = response.into_parts();
     let body = axum::body::to_bytes(body, MAX_REFUSAL).await.ok()?;
-    let framing = format!("content-length: {}\r\nconnection: close\r\n\r\n", body.len());
-    let mut out = response_head(&parts, framing.as_bytes());
-    out.extend_from_slice(&body);
-    Some(out)
+    Some(whole_response(&parts, &body, None, true))
+}
+
+/// A response with its body held whole: the head with its length (and `date`, when given and the
+/// router set none, and `connection: close` when `closes`), then the body.
+fn whole_response(parts: &response::Parts, body: &[u8], date: Option<&str>, closes: bool) -> Vec<u8> {
+    let mut framing = String::with_capacity(96);
+    if let Some(date) = date.filter(|_| !parts.headers.contains_key(axum::http::header::DATE)) {
+        framing.push_str("date: ");
+        framing.push_str(date);
+        framing.push_str("\r\n");
+    }
+    let _ = write!(framing, "content-length: {}\r\n", body.len());
+    framing.push_str(if closes { "connection: close\r\n\r\n" } else { "\r\n" });
+    let mut out = response_head(parts, framing.as_bytes());
+    out.extend_from_slice(body);
+    out
 }
 
 /// The status line and headers, then `framing` (the body's length or encoding, and the blank

@@ -2,21 +2,20 @@
 //! their length declared, are read and answered here on a kept-alive connection, request after
 //! request, rather than by hyper (issue #15: a backend's unicast publish is the request the hub
 //! exists for; a body that came with its head needs no body channel, and the answer goes out in
-//! one write). Each request still goes
-//! through the router like any other, so auth, CORS, limits, errors and logs are the same; only
-//! the reading of the head and body and the writing of the answer are this module's.
+//! one write). Each request still goes through the router like any other, so auth, CORS, limits,
+//! errors and logs are the same; only the reading of the head and body and the writing of the
+//! answer are this module's.
 //!
 //! What the lane takes is narrow on purpose (see `listener::parse`): a `Content-Length` body of at
 //! most [`LANE_BODY`], no `Transfer-Encoding`, `Expect` or `Upgrade`. Anything else on the
 //! connection, before or after, is hyper's, which gets the bytes already read.
 
-use super::{response_head, Served};
+use super::{whole_response, Served};
 use crate::transport::Socket;
 use axum::body::Body;
 use axum::http::{header, Request, Response};
 use bytes::{Buf, Bytes, BytesMut};
 use futures::SinkExt;
-use std::fmt::Write as _;
 use std::io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
@@ -99,16 +98,7 @@ impl Served {
         let (parts, body) = response.into_parts();
         // The router's answers to a publish are short JSON, held whole.
         let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else { return false };
-        let mut framing = String::with_capacity(96);
-        if !parts.headers.contains_key(header::DATE) {
-            framing.push_str("date: ");
-            framing.push_str(date);
-            framing.push_str("\r\n");
-        }
-        let _ = write!(framing, "content-length: {}\r\n", body.len());
-        framing.push_str(if closes { "connection: close\r\n\r\n" } else { "\r\n" });
-        let mut out = response_head(&parts, framing.as_bytes());
-        out.extend_from_slice(&body);
+        let out = whole_response(&parts, &body, Some(date), closes);
         let write = async {
             socket.write_all(&out).await?;
             if closes {
