@@ -217,8 +217,8 @@ impl Served {
         };
         // A stream: written without rustls' connection and its buffers when the keys allow.
         match Box::pin(sealed::seal(tls)).await {
-            Some(Ok(sealed)) => transport::write_stream(sealed, &head, frames).await,
-            Some(Err(tls)) => transport::write_stream(tls, &head, frames).await,
+            Some(Ok(sealed)) => transport::write_stream(sealed, head, frames).await,
+            Some(Err(tls)) => transport::write_stream(tls, head, frames).await,
             None => return,
         };
     }
@@ -230,7 +230,7 @@ impl Served {
         let Some((socket, head, frames)) = Box::pin(self.first_request(socket, slot, watcher)).await else {
             return;
         };
-        transport::write_stream(socket, &head, frames).await;
+        transport::write_stream(socket, head, frames).await;
     }
 
     /// Serves the connection's requests until one is a stream, whose socket, response head and

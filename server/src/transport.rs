@@ -224,9 +224,11 @@ impl Frames {
 /// HTTP/1.1 chunks, everything pending in one chunk and one vectored write, straight from the
 /// shared frames. The socket is closed (or reset) before the stream leaves the hub, so the hub
 /// never counts fewer streams than it holds sockets for.
-pub async fn write_stream<S: Socket>(mut socket: S, head: &[u8], mut frames: Frames) -> End {
+pub async fn write_stream<S: Socket>(mut socket: S, head: Vec<u8>, mut frames: Frames) -> End {
     let mut writer = Writer { stall: WriteStall::new(frames.write_timeout), heard: 0 };
-    let mut end = writer.write(&mut socket, &mut frames, &[], head, true).await.err();
+    let mut end = writer.write(&mut socket, &mut frames, &[], &head, true).await.err();
+    // Written: an idle stream keeps neither its head (half a kilobyte) nor a batch's room.
+    drop(head);
     let mut batch = Vec::new();
     while end.is_none() {
         let more = std::future::poll_fn(|cx| {
@@ -248,7 +250,7 @@ pub async fn write_stream<S: Socket>(mut socket: S, head: &[u8], mut frames: Fra
             },
             Ok(true) => match writer.write_chunk(&mut socket, &mut frames, &batch).await {
                 Ok(()) => {
-                    batch.clear();
+                    batch = Vec::new();
                     continue;
                 }
                 Err(end) => end,
