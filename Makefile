@@ -33,7 +33,7 @@ help:
 	@echo "make bench    benchmark against nginx + nchan, then the soak; writes BENCHMARKS.md (not part of make test)"
 	@echo "make bench-soak  only the soak: 2,000 hostile connections for 60 s; prints its tables"
 	@echo "make bench-scale only the scale scenario, 1,000 to 100,000 streams; replaces its section of BENCHMARKS.md"
-	@echo "make bench-floor only the unicast floor against a bare axum handler; prints its table"
+	@echo "make bench-floor only the unicast floor against a bare axum handler; prints its tables (throughput, and instructions per publish)"
 	@echo "make bench-tls   only the idle streams over HTTPS (HTTP/1.1 and HTTP/2); prints their table"
 
 ## ---------------------------------------------------------------- set-up (idempotent)
