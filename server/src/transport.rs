@@ -175,8 +175,17 @@ impl Frames {
     }
 
     /// Moves the frames due now into `into` (emptied by the caller); `Ready(false)` when the
-    /// stream is over.
+    /// stream is over. When nothing is due, `into`'s room is let go: a stream in a burst reuses
+    /// it from one write to the next, an idle one keeps none.
     pub fn poll_take(&mut self, cx: &mut Context<'_>, into: &mut Vec<Bytes>) -> Poll<bool> {
+        let taken = self.poll_due(cx, into);
+        if taken.is_pending() && into.is_empty() {
+            *into = Vec::new();
+        }
+        taken
+    }
+
+    fn poll_due(&mut self, cx: &mut Context<'_>, into: &mut Vec<Bytes>) -> Poll<bool> {
         if self.deadline.as_mut().is_some_and(|d| d.as_mut().poll(cx).is_ready()) {
             return Poll::Ready(false);
         }
@@ -227,7 +236,7 @@ impl Frames {
 pub async fn write_stream<S: Socket>(mut socket: S, head: Vec<u8>, mut frames: Frames) -> End {
     let mut writer = Writer { stall: WriteStall::new(frames.write_timeout), heard: 0 };
     let mut end = writer.write(&mut socket, &mut frames, &[], &head, true).await.err();
-    // Written: an idle stream keeps neither its head (half a kilobyte) nor a batch's room.
+    // Written: an idle stream does not keep its head (half a kilobyte).
     drop(head);
     let mut batch = Vec::new();
     while end.is_none() {
@@ -250,7 +259,7 @@ pub async fn write_stream<S: Socket>(mut socket: S, head: Vec<u8>, mut frames: F
             },
             Ok(true) => match writer.write_chunk(&mut socket, &mut frames, &batch).await {
                 Ok(()) => {
-                    batch = Vec::new();
+                    batch.clear();
                     continue;
                 }
                 Err(end) => end,
@@ -437,8 +446,8 @@ fn feed(mut frames: Frames, handoff: Arc<Handoff>) -> impl Future<Output = ()> +
         // The write timeout's timer is made the first time hyper is slow to take a chunk: an
         // idle stream's task keeps none (inline, a timer is 112 bytes of every stream's task).
         let mut stall = WriteStall::new(frames.write_timeout);
+        let mut batch = Vec::new();
         let clean = loop {
-            let mut batch = Vec::new();
             let more = std::future::poll_fn(|cx| {
                 if handoff.poll_dropped(cx).is_ready() {
                     return Poll::Ready(None);
@@ -452,8 +461,7 @@ fn feed(mut frames: Frames, handoff: Arc<Handoff>) -> impl Future<Output = ()> +
                 Some(false) => break frames.ended() == End::Finished,
                 Some(true) => {}
             }
-            // One chunk; the batch's room is not kept while the stream waits for more.
-            let mut chunk = Some(concat(batch));
+            let mut chunk = Some(concat(&mut batch));
             let handed = std::future::poll_fn(|cx| {
                 if frames.poll_cut(cx).is_ready() {
                     return Poll::Ready(false);
@@ -582,12 +590,12 @@ impl Drop for Fed {
 }
 
 /// The frames taken at once, as one chunk (one frame is passed on as it is).
-fn concat(mut batch: Vec<Bytes>) -> Bytes {
+fn concat(batch: &mut Vec<Bytes>) -> Bytes {
     if batch.len() == 1 {
         return batch.pop().unwrap_or_default();
     }
     let mut chunk = bytes::BytesMut::with_capacity(batch.iter().map(Bytes::len).sum());
-    for frame in batch {
+    for frame in batch.drain(..) {
         chunk.extend_from_slice(&frame);
     }
     chunk.freeze()

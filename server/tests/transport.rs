@@ -728,3 +728,35 @@ async fn the_lane_refuses_before_the_body_and_ends_at_shutdown() {
     assert!(raw.closed_within(Duration::from_secs(1)).await, "an idle kept-alive publisher is let go at shutdown");
     assert!(stopped.elapsed() < Duration::from_secs(4), "shutdown waited {:?}", stopped.elapsed());
 }
+
+/// An HTTP/2 stream whose reader never opens its window: hyper stops asking for the body while
+/// the connection stays alive (its pings are answered), so only the task that feeds hyper sees
+/// the stream stall, and it cuts the stream after `--write-timeout`, as a stalled HTTP/1.1
+/// reader is cut. Not by `--max-queue`: the queue has room for the whole flood.
+#[tokio::test]
+async fn an_http2_stream_whose_window_stays_shut_is_cut_after_the_write_timeout() {
+    let setup =
+        Setup::new(Kind::Direct, &["--write-timeout", "1s", "--max-queue", "100000000", "--keep-alive", "0"]).await;
+    let tcp = TcpStream::connect(setup.addr()).await.unwrap();
+    // A stream window of 1 KB, never released: the hub may send 1 KB on the stream, no more.
+    let (mut client, connection) =
+        h2::client::Builder::new().initial_window_size(1024).handshake::<_, bytes::Bytes>(tcp).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let request = axum::http::Request::get(format!("http://{}/stream-sse?user=shut", setup.addr())).body(()).unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    let response = tokio::time::timeout(PATIENCE, response).await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    let _unread = response.into_body();
+    setup.wait_streams(1).await;
+    // Rounds apart, so they leave as separate chunks: h2 takes the first whole while the window
+    // has room and holds what the window refuses, hyper holds the second waiting for room, the
+    // third waits in the handoff, the fourth finds no room there: the write timeout runs.
+    for _ in 0..5 {
+        setup.flood("shut", 4, 1_000).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    setup.wait_streams(0).await;
+    assert_eq!(setup.metric("tidings_slow_consumers_dropped_total").await, 0, "not by --max-queue");
+    assert!(!connection.is_finished(), "the connection itself stays up");
+    setup.hub.stop().await;
+}
