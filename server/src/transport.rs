@@ -124,6 +124,20 @@ impl TakeOver {
     }
 }
 
+/// A request extension for a stream hyper writes (HTTP/2, or HTTP/1.1 after other requests on
+/// its connection): the connection's hang-up. hyper asks for a stream's body only while the
+/// reader's window has room, so a reader that never opens it keeps the stream, and what hyper
+/// holds for it, as long as the connection lives, though the hub ended it: when hyper has not
+/// let go of a stream's body a write timeout after it ended, the connection is closed.
+#[derive(Clone)]
+pub struct Hangup(tokio_util::sync::CancellationToken);
+
+impl Hangup {
+    pub fn new(connection: tokio_util::sync::CancellationToken) -> Hangup {
+        Hangup(connection)
+    }
+}
+
 /// One stream's frames: the subscription's, a keep-alive comment after silence, and an end at
 /// the stream's deadline, at shutdown, or when the reader fell too far behind. Timers are set
 /// once per stream, not once per event.
@@ -432,16 +446,16 @@ fn size_line(mut length: usize) -> ([u8; 18], usize) {
 /// polling the body. Any end but a clean one is an error of the body, so hyper aborts it
 /// (HTTP/1.1: the connection; HTTP/2: the stream) instead of ending it as if nothing were
 /// missing. (A channel here cost 1.3 KB per idle stream: its first block of 32 slots.)
-pub fn body(frames: Frames) -> Body {
+pub fn body(frames: Frames, hangup: Option<Hangup>) -> Body {
     let handoff = Arc::new(Handoff::default());
-    tokio::spawn(feed(frames, Arc::clone(&handoff)));
+    tokio::spawn(feed(frames, Arc::clone(&handoff), hangup));
     Body::new(Fed(handoff))
 }
 
 /// Moves the frames into `handoff` until the stream ends or the body is dropped. Not an async
 /// fn: one keeps its arguments apart from its locals, and the frames would be held twice.
 #[allow(clippy::manual_async_fn)] // on purpose: see above
-fn feed(mut frames: Frames, handoff: Arc<Handoff>) -> impl Future<Output = ()> + Send {
+fn feed(mut frames: Frames, handoff: Arc<Handoff>, hangup: Option<Hangup>) -> impl Future<Output = ()> + Send {
     async move {
         // The write timeout's timer is made the first time hyper is slow to take a chunk: an
         // idle stream's task keeps none (inline, a timer is 112 bytes of every stream's task).
@@ -479,6 +493,21 @@ fn feed(mut frames: Frames, handoff: Arc<Handoff>) -> impl Future<Output = ()> +
             stall.progressed();
         };
         handoff.end(clean);
+        drop(frames);
+        // The stream has left the hub; hyper must now let go of its body (it asks for the end
+        // once the reader's window has room) within the write timeout, or lose the connection.
+        stall.progressed();
+        let released = std::future::poll_fn(|cx| {
+            if handoff.poll_dropped(cx).is_ready() {
+                return Poll::Ready(true);
+            }
+            stall.poll_waiting(cx).map(|()| false)
+        })
+        .await;
+        if let (false, Some(Hangup(connection))) = (released, hangup) {
+            tracing::debug!("a stream's reader kept its window shut past its end: closing the connection");
+            connection.cancel();
+        }
     }
 }
 
@@ -645,7 +674,9 @@ mod tests {
         fn future_size<A, F: Future>(_: impl FnOnce(A) -> F) -> usize {
             std::mem::size_of::<F>()
         }
-        let size = future_size(|(frames, handoff): (Frames, Arc<Handoff>)| feed(frames, handoff));
+        let size = future_size(|(frames, handoff, hangup): (Frames, Arc<Handoff>, Option<Hangup>)| {
+            feed(frames, handoff, hangup)
+        });
         assert!(size <= 384, "an HTTP/2 stream's task is {size} bytes");
     }
 

@@ -757,6 +757,38 @@ async fn an_http2_stream_whose_window_stays_shut_is_cut_after_the_write_timeout(
     }
     setup.wait_streams(0).await;
     assert_eq!(setup.metric("tidings_slow_consumers_dropped_total").await, 0, "not by --max-queue");
-    assert!(!connection.is_finished(), "the connection itself stays up");
+    // hyper still holds the stream, waiting for the window: a write timeout later the hub
+    // closes the connection, and what hyper held for the stream goes with it.
+    let closed = tokio::time::timeout(PATIENCE, connection).await;
+    assert!(closed.is_ok(), "the connection was not closed");
+    setup.hub.stop().await;
+}
+
+/// A stream that ends while its reader reads (here at `--stream-timeout`) lets hyper finish it
+/// at once: the connection is not closed for it, and carries the next stream.
+#[tokio::test]
+async fn an_http2_stream_that_ends_while_read_leaves_its_connection_open() {
+    let setup =
+        Setup::new(Kind::Direct, &["--write-timeout", "1s", "--stream-timeout", "1s", "--keep-alive", "0"]).await;
+    let tcp = TcpStream::connect(setup.addr()).await.unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(connection);
+    for user in ["first", "second"] {
+        let request =
+            axum::http::Request::get(format!("http://{}/stream-sse?user={user}", setup.addr())).body(()).unwrap();
+        let (response, _) = client.send_request(request, true).unwrap();
+        let mut body = tokio::time::timeout(PATIENCE, response).await.unwrap().unwrap().into_body();
+        let mut text = Vec::new();
+        while let Some(chunk) = tokio::time::timeout(PATIENCE, body.data()).await.unwrap() {
+            let chunk = chunk.unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+            text.extend_from_slice(&chunk);
+        }
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains(&format!("data: {user}\n\n")), "{text}");
+    }
+    // Past the write timeout after the second stream's end: the connection is still up.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(!connection.is_finished(), "the connection was closed");
     setup.hub.stop().await;
 }

@@ -356,7 +356,11 @@ impl hyper::service::Service<Request<hyper::body::Incoming>> for Tracking {
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
-    fn call(&self, request: Request<hyper::body::Incoming>) -> Self::Future {
+    fn call(&self, mut request: Request<hyper::body::Incoming>) -> Self::Future {
+        // A stream hyper writes can close this connection if hyper holds it past its end.
+        if request.method() == axum::http::Method::GET {
+            request.extensions_mut().insert(crate::transport::Hangup::new(self.slot.0.entry.close.clone()));
+        }
         let busy = self.slot.busy();
         let router = self.router.clone();
         Box::pin(async move {

@@ -13,7 +13,7 @@ use crate::hub::selector::Selector;
 use crate::hub::{Interest, SubscribeError};
 use crate::query::{component, pairs};
 use crate::routes::AppState;
-use crate::transport::{self, Frames, StreamSettings, TakeOver};
+use crate::transport::{self, Frames, Hangup, StreamSettings, TakeOver};
 use app::event::Topic;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
@@ -51,6 +51,7 @@ fn asked(query: &str) -> Result<Asked, AppError> {
 pub async fn subscribe(
     State(state): State<AppState>,
     take_over: Option<Extension<TakeOver>>,
+    hangup: Option<Extension<Hangup>>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
@@ -121,7 +122,7 @@ pub async fn subscribe(
             slot.put(frames);
             Body::empty()
         }
-        None => transport::body(frames),
+        None => transport::body(frames, hangup.map(|Extension(hangup)| hangup)),
     };
     let mut response = (
         [

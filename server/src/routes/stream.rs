@@ -12,7 +12,7 @@ use crate::auth::StreamCredentials;
 use crate::error::AppError;
 use crate::hub::selector::{Selector, Selectors};
 use crate::hub::{Interest, SubscribeError};
-use crate::transport::{self, Frames, TakeOver};
+use crate::transport::{self, Frames, Hangup, TakeOver};
 use app::event::Topic;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
@@ -37,6 +37,7 @@ pub struct StreamQuery {
 pub async fn stream(
     State(state): State<AppState>,
     take_over: Option<Extension<TakeOver>>,
+    hangup: Option<Extension<Hangup>>,
     RawQuery(raw): RawQuery,
     query: Result<Query<StreamQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -75,7 +76,7 @@ pub async fn stream(
             slot.put(frames);
             Body::empty()
         }
-        None => transport::body(frames),
+        None => transport::body(frames, hangup.map(|Extension(hangup)| hangup)),
     };
     let headers = [
         (header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
