@@ -494,6 +494,7 @@ fn feed(mut frames: Frames, handoff: Arc<Handoff>, hangup: Option<Hangup>) -> im
         };
         handoff.end(clean);
         drop(frames);
+        let Some(Hangup(connection)) = hangup else { return };
         // The stream has left the hub; hyper must now let go of its body (it asks for the end
         // once the reader's window has room) within the write timeout, or lose the connection.
         stall.progressed();
@@ -504,7 +505,7 @@ fn feed(mut frames: Frames, handoff: Arc<Handoff>, hangup: Option<Hangup>) -> im
             stall.poll_waiting(cx).map(|()| false)
         })
         .await;
-        if let (false, Some(Hangup(connection))) = (released, hangup) {
+        if !released {
             tracing::debug!("a stream's reader kept its window shut past its end: closing the connection");
             connection.cancel();
         }

@@ -231,6 +231,11 @@ impl Slot {
         self.0.entry.close.cancelled().await;
     }
 
+    /// What closes this connection from a stream's task, as the gate closes it.
+    pub fn hangup(&self) -> crate::transport::Hangup {
+        crate::transport::Hangup::new(self.0.entry.close.clone())
+    }
+
     /// The connection's socket, its reads telling the gate when the connection waits on its
     /// client (see [`Watched`]).
     pub fn watch<S>(&self, socket: S) -> Watched<S> {
@@ -359,7 +364,7 @@ impl hyper::service::Service<Request<hyper::body::Incoming>> for Tracking {
     fn call(&self, mut request: Request<hyper::body::Incoming>) -> Self::Future {
         // A stream hyper writes can close this connection if hyper holds it past its end.
         if request.method() == axum::http::Method::GET {
-            request.extensions_mut().insert(crate::transport::Hangup::new(self.slot.0.entry.close.clone()));
+            request.extensions_mut().insert(self.slot.hangup());
         }
         let busy = self.slot.busy();
         let router = self.router.clone();
